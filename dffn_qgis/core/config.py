@@ -1,0 +1,99 @@
+"""Run parameters and the presets that fill them.
+
+``paper`` is the published setting (Tao et al. 2024, Samson). ``fast`` keeps the same network
+and loss but trains several short starts, keeps the one with the lowest loss and stops once the
+loss no longer improves; its numbers are chosen by measurement (docs/BENCHMARKS.md).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Optional
+
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class DFFNParams:
+    n_endmembers: int = 3
+    # training
+    epochs: int = 1500            # epochs of the final (kept) start
+    lr: float = 1e-3
+    weight_decay: float = 1e-6
+    lr_step: int = 245            # StepLR step size (epochs)
+    lr_gamma: float = 0.9
+    starts: int = 1               # short starts tried; the lowest-loss one is trained on
+    start_epochs: int = 0         # epochs each start gets before the pick (0: no pick)
+    patience: int = 0             # stop when the best loss has not improved for this many epochs (0: never)
+    min_delta: float = 0.0        # relative improvement that counts for ``patience``
+    precision: str = "float32"    # "float32", "bfloat16" or "auto" (bfloat16 where the CPU has native bf16)
+    # network
+    kernel: int = 5
+    padding: int = 2
+    # fusion
+    w: float = 0.5
+    ffm_block: int = 2048         # pixels per block of the spatial similarity product
+    # loss weights
+    a: float = 1.0
+    b: float = 0.01
+    c: float = 0.001
+    # reproducibility and hardware
+    seed: int = 1
+    device: str = "auto"
+    threads: int = 0              # torch CPU threads (0: leave torch's default)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def validate(self) -> "DFFNParams":
+        if self.n_endmembers < 2:
+            raise InputError(f"the number of endmembers must be at least 2 (got {self.n_endmembers})")
+        if self.epochs < 1:
+            raise InputError(f"epochs must be at least 1 (got {self.epochs})")
+        if self.starts < 1:
+            raise InputError(f"starts must be at least 1 (got {self.starts})")
+        if not 0.0 <= self.w <= 1.0:
+            raise InputError(f"the fusion weight w must lie in [0, 1] (got {self.w})")
+        if self.kernel < 1 or self.kernel % 2 == 0:
+            raise InputError(f"the kernel size must be an odd number >= 1 (got {self.kernel})")
+        if self.padding < 0:
+            raise InputError(f"padding must be >= 0 (got {self.padding})")
+        if self.lr <= 0:
+            raise InputError(f"the learning rate must be positive (got {self.lr})")
+        if self.precision not in ("float32", "bfloat16", "auto"):
+            raise InputError(f"precision must be float32, bfloat16 or auto (got {self.precision!r})")
+        if min(self.a, self.b, self.c) < 0:
+            raise InputError("the loss weights a, b and c must be >= 0")
+        if self.ffm_block < 1:
+            raise InputError(f"ffm_block must be >= 1 (got {self.ffm_block})")
+        return self
+
+
+PRESETS = {
+    # The reference implementation's Samson setting.
+    "paper": DFFNParams(),
+    # Same network and loss; several short starts, the lowest-loss one trained on until the loss
+    # stops improving. Values measured in docs/BENCHMARKS.md.
+    "fast": DFFNParams(epochs=400, lr=2e-3, lr_step=100, lr_gamma=0.7, starts=4, start_epochs=40,
+                       patience=60, min_delta=1e-3, precision="auto"),
+}
+
+DEFAULT_PRESET = "fast"
+
+
+def params_for(preset: str = DEFAULT_PRESET, **overrides) -> DFFNParams:
+    """The preset's parameters with ``overrides`` (``None`` values are ignored) applied and checked."""
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}; choose one of: {', '.join(sorted(PRESETS))}")
+    known = {f.name for f in fields(DFFNParams)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise InputError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return replace(PRESETS[preset], **clean).validate()
+
+
+def preset_of(params: DFFNParams) -> Optional[str]:
+    for name, preset in PRESETS.items():
+        if replace(preset, n_endmembers=params.n_endmembers, seed=params.seed, device=params.device) == params:
+            return name
+    return None
