@@ -1,0 +1,74 @@
+"""Endmember plots, drawn with matplotlib's object API only.
+
+Runs in worker threads (QGIS tasks), so it never imports ``matplotlib.pyplot`` and never touches
+a GUI backend: every figure is a :class:`matplotlib.figure.Figure` on an Agg canvas.
+"""
+from __future__ import annotations
+
+import io
+from typing import Optional, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+DPI = 120
+
+
+def endmember_figure(endmembers: np.ndarray, wavelengths: Optional[Sequence[float]] = None,
+                     units: Optional[str] = None, names: Optional[Sequence[str]] = None,
+                     title: Optional[str] = None) -> Figure:
+    """Line plot of the endmember spectra (bands L x P), one distinct colour each.
+
+    The x axis is the wavelength (with ``units`` when known) or, without wavelengths, the band
+    number (1-based).
+    """
+    E = np.asarray(endmembers, dtype=np.float64)
+    if E.ndim != 2:
+        raise ValueError(f"endmembers must be (bands, count); got shape {E.shape}")
+    L, P = E.shape
+    if wavelengths is not None and len(wavelengths) == L:
+        x = np.asarray(wavelengths, dtype=np.float64)
+        xlabel = f"wavelength ({units})" if units else "wavelength"
+    else:
+        x = np.arange(1, L + 1)
+        xlabel = "band"
+    names = list(names) if names is not None else [f"endmember {i + 1}" for i in range(P)]
+
+    fig = Figure(figsize=(8.0, 4.5), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for i, colour in enumerate(distinct_colours(P)):
+        ax.plot(x, E[:, i], color=colour, linewidth=1.6, label=names[i])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("reflectance (scaled)")
+    ax.set_title(title or "Endmember spectra")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+def distinct_colours(n: int) -> list:
+    """``n`` clearly different colours: the tab10 / tab20 palettes, then evenly spaced hues."""
+    from matplotlib import colormaps
+
+    if n <= 10:
+        return [colormaps["tab10"](i) for i in range(n)]
+    if n <= 20:
+        return [colormaps["tab20"](i) for i in range(n)]
+    return [colormaps["hsv"](i / n) for i in range(n)]
+
+
+def save_figure(fig: Figure, path_png=None, path_svg=None) -> None:
+    """Write ``fig`` as PNG and/or SVG; the format is set explicitly, so any file name works."""
+    if path_png is not None:
+        fig.savefig(str(path_png), format="png", dpi=DPI)
+    if path_svg is not None:
+        fig.savefig(str(path_svg), format="svg")
+
+
+def figure_to_png_bytes(fig: Figure) -> bytes:
+    """The figure as PNG bytes (e.g. to embed in an HTML report)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    return buf.getvalue()
