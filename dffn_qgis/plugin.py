@@ -1,0 +1,116 @@
+"""The QGIS plugin object: registers the Processing provider and, in the desktop, the actions."""
+from qgis.core import QgsApplication, QgsRasterLayer
+
+from .processing_provider.provider import DFFNProvider, icon_path
+
+ACTION_TEXT = "Unmix with DFFN\u2026"
+MENU = "&DFFN unmixing"
+
+
+def _raster_layer_type():
+    """QgsMapLayerType.RasterLayer (3.22); Qgis.LayerType.Raster where the old name is gone."""
+    try:
+        from qgis.core import QgsMapLayerType
+        return QgsMapLayerType.RasterLayer
+    except ImportError:  # pragma: no cover - QGIS 4
+        from qgis.core import Qgis
+        return Qgis.LayerType.Raster
+
+
+class DFFNPlugin:
+
+    def __init__(self, iface):
+        self.iface = iface
+        self.provider = None
+        self.action = None
+        self.toolbox_action = None
+
+    # qgis_process calls only this; it must not touch any GUI.
+    def initProcessing(self):  # noqa: N802
+        if self.provider is None:
+            self.provider = DFFNProvider()
+            QgsApplication.processingRegistry().addProvider(self.provider)
+
+    def initGui(self):  # noqa: N802
+        self.initProcessing()
+        from qgis.PyQt.QtGui import QIcon
+        from qgis.PyQt.QtWidgets import QAction
+
+        icon = QIcon(icon_path()) if icon_path() else QIcon()
+        main_window = self.iface.mainWindow() if self.iface is not None else None
+        self.action = QAction(icon, ACTION_TEXT, main_window)
+        self.action.setObjectName("dffnUnmixAction")
+        self.action.setToolTip("Unmix the selected hyperspectral raster with DFFN in the background")
+        self.action.triggered.connect(self.unmix_active_layer)
+        self.toolbox_action = QAction(icon, "DFFN Unmix (Processing dialog)\u2026", main_window)
+        self.toolbox_action.setObjectName("dffnUnmixDialogAction")
+        self.toolbox_action.triggered.connect(self.open_processing_dialog)
+        if self.iface is None:
+            return
+        # Raster menu, and the context menu of every raster layer in the Layers panel.
+        self.iface.addPluginToRasterMenu(MENU, self.action)
+        self.iface.addPluginToRasterMenu(MENU, self.toolbox_action)
+        if hasattr(self.iface, "addCustomActionForLayerType"):
+            self.iface.addCustomActionForLayerType(self.action, "", _raster_layer_type(), True)
+
+    def unload(self):
+        try:
+            from .gui.unmix_task import cancel_all
+            cancel_all()
+        except Exception:
+            pass
+        if self.iface is not None and self.action is not None:
+            self.iface.removePluginRasterMenu(MENU, self.action)
+            self.iface.removePluginRasterMenu(MENU, self.toolbox_action)
+            if hasattr(self.iface, "removeCustomActionForLayerType"):
+                self.iface.removeCustomActionForLayerType(self.action)
+        try:
+            from .gui.plot_dock import close_dock
+            close_dock(self.iface)
+        except Exception:
+            pass
+        if self.provider is not None:
+            QgsApplication.processingRegistry().removeProvider(self.provider)
+            self.provider = None
+        self.action = self.toolbox_action = None
+
+    # ------------------------------------------------------------------ actions
+    def _raster_layer(self):
+        layer = self.iface.activeLayer() if self.iface is not None else None
+        if isinstance(layer, QgsRasterLayer):
+            return layer
+        return None
+
+    def unmix_active_layer(self, checked=False, n_endmembers=None):
+        """"Unmix with DFFN...": ask for the number of endmembers, then run in a QgsTask."""
+        from qgis.core import Qgis
+        from qgis.PyQt.QtWidgets import QInputDialog
+
+        layer = self._raster_layer()
+        if layer is None:
+            self.iface.messageBar().pushMessage(
+                "DFFN", "Select a hyperspectral raster layer in the Layers panel first.",
+                level=Qgis.Warning, duration=6)
+            return None
+        if n_endmembers is None:
+            n_endmembers, ok = QInputDialog.getInt(
+                self.iface.mainWindow(), "Unmix with DFFN",
+                "Number of endmembers in '{}':".format(layer.name()), 3, 2, 100, 1)
+            if not ok:
+                return None
+        from .gui.unmix_task import start_unmix
+        task = start_unmix(layer, n_endmembers=n_endmembers)
+        if task.prepared:
+            self.iface.messageBar().pushMessage(
+                "DFFN", "Unmixing {} in the background; results go to {}".format(
+                    layer.name(), task.output_dir), level=Qgis.Info, duration=6)
+        return task
+
+    def open_processing_dialog(self, checked=False):
+        import processing
+        params = {}
+        layer = self._raster_layer()
+        if layer is not None:
+            params["INPUT"] = layer.id()
+        processing.execAlgorithmDialog("dffn:unmix", params)
+

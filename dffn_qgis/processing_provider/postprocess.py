@@ -1,0 +1,287 @@
+"""What happens to a run's layers once it is over, on the main thread.
+
+:func:`register_layers_to_load` is called by the algorithm (in any thread) and only hands paths
+and post-processors to the ``QgsProcessingContext``. Processing loads those layers when the run
+has finished (Toolbox, batch, modeler) and calls each post-processor's ``postProcessLayer`` on
+the main thread: that is where the layers are renamed, styled, grouped and where the endmember
+plot dock is opened. ``qgis_process`` loads nothing, so it only writes files.
+
+Loading rule: when the user asked to open the abundance output (the "Open output file after
+running algorithm" box of OUTPUT, or "Load layers on completion" in batch), the abundances are
+opened as one single-band layer per endmember in a group named after the input, instead of the
+multi-band stack (QGIS would show the stack as an RGB of the first three endmembers, which is
+hard to read). The reconstruction error layer, if asked for, joins the group. Nothing else is
+loaded, so a run with loading switched off adds nothing to the project.
+"""
+import os
+
+from qgis.core import (
+    QgsColorRampShader,
+    QgsGradientColorRamp,
+    QgsProcessingContext,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingUtils,
+    QgsProject,
+    QgsRasterBandStats,
+    QgsRasterLayer,
+    QgsRasterMinMaxOrigin,
+    QgsRasterShader,
+    QgsSingleBandPseudoColorRenderer,
+    QgsStyle,
+)
+from qgis.PyQt import sip
+from qgis.PyQt.QtGui import QColor
+
+SORT_KEY = "dffn/sort_key"
+ROLE_KEY = "dffn/role"
+
+# Post-processors are plain Python objects the context only points to: without a reference
+# here they would be garbage-collected before Processing calls them.
+_KEEP = []
+_MAX_KEPT_RUNS = 20
+
+
+def _raster_type_hint():
+    hint = getattr(QgsProcessingUtils.LayerHint, "Raster", None)
+    if hint is None:  # pragma: no cover - QGIS 4
+        from qgis.core import Qgis
+        hint = Qgis.ProcessingLayerHint.Raster  # noqa
+    return hint
+
+
+def register_layers_to_load(context, input_name, stack, abundances, endmember_names, error,
+                            plot_png):
+    """Hand the run's layers to ``context`` following the loading rule of this module.
+
+    Thread-safe: touches only ``context`` (the one Processing gave the algorithm).
+    """
+    run = None
+    if stack and context.willLoadLayerOnCompletion(stack) and abundances:
+        project = context.layerToLoadOnCompletionDetails(stack).project
+        layers = context.layersToLoadOnCompletion()
+        layers.pop(stack, None)
+        context.setLayersToLoadOnCompletion(layers)
+        run = RunDisplay(input_name, plot_png, len(abundances) + 1)
+        for i, (path, em_name) in enumerate(zip(abundances, endmember_names)):
+            details = QgsProcessingContext.LayerDetails(
+                "{} - {}".format(input_name, em_name), project, "OUTPUT_LAYERS")
+            details.layerTypeHint = _raster_type_hint()
+            _set_group(details, run, i)
+            processor = AbundancePostProcessor(run, i, details.name)
+            run.keep(processor)
+            details.setPostProcessor(processor)
+            context.addLayerToLoadOnCompletion(path, details)
+    if error and context.willLoadLayerOnCompletion(error):
+        if run is None:
+            run = RunDisplay(input_name, None, 1)
+        details = context.layerToLoadOnCompletionDetails(error)
+        name = "{} - reconstruction error".format(input_name)
+        details.name = name
+        _set_group(details, run, 10000)
+        processor = ErrorPostProcessor(run, name)
+        run.keep(processor)
+        details.setPostProcessor(processor)
+    elif run is not None:
+        run.pending -= 1
+    if run is not None:
+        _KEEP.append(run)
+        del _KEEP[:-_MAX_KEPT_RUNS]
+    return run
+
+
+def _set_group(details, run, sort_key):
+    # QGIS 3.32+ can put a loaded layer into a group itself; older versions leave it to us.
+    if hasattr(details, "groupName"):
+        details.groupName = run.group_base
+    if hasattr(details, "layerSortKey"):
+        details.layerSortKey = sort_key
+
+
+class RunDisplay:
+    """State shared by the post-processors of one run: its layer group and the plot dock."""
+
+    def __init__(self, input_name, plot_png, n_layers):
+        self.input_name = input_name
+        self.group_base = "DFFN {}".format(input_name)
+        self.plot_png = plot_png
+        self.pending = n_layers
+        self.plot_shown = False
+        self.group = None
+        self.layers = []
+        self._processors = []
+
+    def keep(self, processor):
+        self._processors.append(processor)
+
+    def layer_group(self, project, node):
+        """The run's group: the one QGIS made (3.32+) or a new one at the top of the tree."""
+        if self.group is not None and not sip.isdeleted(self.group):
+            return self.group
+        parent = node.parent() if node is not None else None
+        if parent is not None and parent is not project.layerTreeRoot() \
+                and parent.name() == self.group_base and not parent.customProperty(ROLE_KEY):
+            parent.setCustomProperty(ROLE_KEY, "dffn_group")
+            self.group = parent
+            return parent
+        root = project.layerTreeRoot()
+        names = {child.name() for child in root.children()}
+        name, n = self.group_base, 2
+        while name in names:
+            name = "{} ({})".format(self.group_base, n)
+            n += 1
+        self.group = root.insertGroup(0, name)
+        self.group.setCustomProperty(ROLE_KEY, "dffn_group")
+        return self.group
+
+    def done(self, layer):
+        self.layers.append(layer.id())
+        self.pending -= 1
+        if not self.plot_shown and self.plot_png and os.path.exists(self.plot_png):
+            self.plot_shown = True
+            try:
+                from ..gui.plot_dock import show_plot
+                show_plot(self.plot_png, "DFFN endmember spectra: {}".format(self.input_name))
+            except Exception as exc:  # never let the dock break the loading of layers
+                from qgis.core import QgsMessageLog
+                QgsMessageLog.logMessage("Cannot show the endmember plot: {}".format(exc), "DFFN")
+        if self.pending <= 0 and self in _KEEP:
+            _KEEP.remove(self)
+
+
+def _project_of(layer, context):
+    candidates = []
+    if hasattr(layer, "project") and layer.project() is not None:
+        candidates.append(layer.project())
+    if context is not None and context.project() is not None:
+        candidates.append(context.project())
+    candidates.append(QgsProject.instance())
+    for project in candidates:
+        if project.mapLayer(layer.id()) is not None:
+            return project
+    return None
+
+
+def put_in_group(layer, run, sort_key, context):
+    """Move ``layer``'s tree node into the run's group, ordered by ``sort_key``."""
+    project = _project_of(layer, context)
+    if project is None:
+        return None
+    layer.setCustomProperty(SORT_KEY, sort_key)
+    root = project.layerTreeRoot()
+    node = root.findLayer(layer.id())
+    group = run.layer_group(project, node)
+    if node is not None and node.parent() is group:
+        return group
+    position = 0
+    for child in group.children():
+        child_layer = child.layer() if hasattr(child, "layer") else None
+        key = child_layer.customProperty(SORT_KEY) if child_layer is not None else None
+        if key is not None and int(key) < sort_key:
+            position += 1
+    if node is None:
+        group.insertLayer(position, layer)
+    else:
+        clone = node.clone()
+        group.insertChildNode(position, clone)
+        node.parent().removeChildNode(node)
+    return group
+
+
+def _color_ramp(name, start, stop):
+    ramp = None
+    try:
+        ramp = QgsStyle.defaultStyle().colorRamp(name)
+    except Exception:
+        ramp = None
+    return ramp if ramp is not None else QgsGradientColorRamp(QColor(*start), QColor(*stop))
+
+
+def pseudocolor(layer, minimum, maximum, ramp_name="Viridis", start=(68, 1, 84), stop=(253, 231, 37)):
+    """Style band 1 of ``layer`` as a continuous colour ramp from ``minimum`` to ``maximum``."""
+    ramp = _color_ramp(ramp_name, start, stop)
+    function = QgsColorRampShader(minimum, maximum)
+    function.setSourceColorRamp(ramp.clone())
+    interpolated = getattr(QgsColorRampShader, "Interpolated", None)
+    if interpolated is not None:
+        function.setColorRampType(interpolated)
+    continuous = getattr(QgsColorRampShader, "Continuous", None)
+    if continuous is not None:
+        function.setClassificationMode(continuous)
+    function.classifyColorRamp(5, 1, layer.extent(), None)
+    shader = QgsRasterShader(minimum, maximum)
+    shader.setRasterShaderFunction(function)
+    renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
+    renderer.setClassificationMin(minimum)
+    renderer.setClassificationMax(maximum)
+    no_limits = getattr(QgsRasterMinMaxOrigin, "None_", None)
+    if no_limits is not None:
+        origin = renderer.minMaxOrigin()
+        origin.setLimits(no_limits)
+        renderer.setMinMaxOrigin(origin)
+    layer.setRenderer(renderer)
+    layer.triggerRepaint()
+    return renderer
+
+
+class AbundancePostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """Names, styles (0-1 pseudocolour) and groups one per-endmember abundance layer."""
+
+    def __init__(self, run, index, name):
+        super().__init__()
+        self.run = run
+        self.index = index
+        self.name = name
+
+    def postProcessLayer(self, layer, context, feedback):
+        if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
+            return
+        layer.setName(self.name)
+        layer.setCustomProperty(ROLE_KEY, "abundance")
+        pseudocolor(layer, 0.0, 1.0)
+        put_in_group(layer, self.run, self.index, context)
+        self.run.done(layer)
+
+
+class ErrorPostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """Styles the reconstruction error layer (0 to its maximum) and puts it in the run's group."""
+
+    def __init__(self, run, name):
+        super().__init__()
+        self.run = run
+        self.name = name
+
+    def postProcessLayer(self, layer, context, feedback):
+        if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
+            return
+        layer.setName(self.name)
+        layer.setCustomProperty(ROLE_KEY, "error")
+        try:
+            stats = layer.dataProvider().bandStatistics(1, QgsRasterBandStats.Max)
+            maximum = float(stats.maximumValue)
+        except Exception:
+            maximum = 0.0
+        if not maximum > 0.0 or maximum != maximum:
+            maximum = 1.0
+        pseudocolor(layer, 0.0, maximum, "Magma", (0, 0, 4), (252, 253, 191))
+        put_in_group(layer, self.run, 10000, context)
+        self.run.done(layer)
+
+
+def load_layers_on_completion(context, feedback=None):
+    """Load what ``context`` holds for loading and run the post-processors (main thread).
+
+    What Processing's dialogs do after a run; used by the plugin's own background task.
+    """
+    loaded = []
+    for path, details in context.layersToLoadOnCompletion().items():
+        project = details.project or context.project() or QgsProject.instance()
+        layer = QgsRasterLayer(path, details.name or os.path.basename(path), "gdal")
+        if not layer.isValid():
+            continue
+        project.addMapLayer(layer)
+        processor = details.postProcessor()
+        if processor is not None:
+            processor.postProcessLayer(layer, context, feedback)
+        loaded.append(layer)
+    context.setLayersToLoadOnCompletion({})
+    return loaded

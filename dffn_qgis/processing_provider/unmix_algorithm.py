@@ -1,0 +1,421 @@
+"""Processing algorithm ``dffn:unmix``: DFFN hyperspectral unmixing of one raster.
+
+``processAlgorithm`` runs the whole unmixing synchronously in whatever thread Processing gives it
+(a worker thread from the Toolbox, the main thread in batch, modeler and qgis_process). It never
+touches widgets or the project: layers to show are handed to the context and styled by the layer
+post-processors of :mod:`.postprocess`, which run on the main thread once the run is over.
+"""
+import os
+import re
+import time
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingOutputMultipleLayers,
+    QgsProcessingParameterBand,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProviderRegistry,
+)
+from qgis.PyQt.QtCore import QCoreApplication
+
+from ..core import deps
+from ..core.config import DEFAULT_PRESET, PRESETS, DFFNParams
+
+PRESET_NAMES = ["fast", "paper"]
+DEVICE_NAMES = ["auto", "cpu", "cuda"]
+PRECISION_NAMES = ["preset value", "float32", "bfloat16", "auto"]
+
+# QGIS 3.40 moved these enums into Qgis.*, keeping the old names as aliases; use whichever exists.
+_FLAG_ADVANCED = getattr(QgsProcessingParameterDefinition, "FlagAdvanced", None)
+if _FLAG_ADVANCED is None:  # pragma: no cover - QGIS 4
+    from qgis.core import Qgis
+    _FLAG_ADVANCED = Qgis.ProcessingParameterFlag.Advanced
+_INTEGER = getattr(QgsProcessingParameterNumber, "Integer", None)
+_DOUBLE = getattr(QgsProcessingParameterNumber, "Double", None)
+if _INTEGER is None:  # pragma: no cover - QGIS 4
+    from qgis.core import Qgis
+    _INTEGER = Qgis.ProcessingNumberParameterType.Integer
+    _DOUBLE = Qgis.ProcessingNumberParameterType.Double
+_FILE_FILTER_CSV = "CSV files (*.csv)"
+_FILE_FILTER_HTML = "HTML files (*.html *.htm)"
+
+# Advanced parameters: (parameter name, DFFNParams field, type, minimum, maximum, plain-words help).
+# Each is optional with no default: left unset, the preset's value is used.
+ADVANCED = [
+    ("EPOCHS", "epochs", _INTEGER, 1, None, "Epochs",
+     "training epochs of the kept start"),
+    ("LR", "lr", _DOUBLE, 1e-8, 10.0, "Learning rate",
+     "learning rate of the Adam optimiser"),
+    ("WEIGHT_DECAY", "weight_decay", _DOUBLE, 0.0, 1.0, "Weight decay",
+     "L2 weight decay of the optimiser"),
+    ("LR_STEP", "lr_step", _INTEGER, 1, None, "Learning rate step (epochs)",
+     "the learning rate is multiplied by the step factor every this many epochs"),
+    ("LR_GAMMA", "lr_gamma", _DOUBLE, 0.0, 1.0, "Learning rate step factor",
+     "factor applied to the learning rate at each step"),
+    ("STARTS", "starts", _INTEGER, 1, 100, "Starts",
+     "number of short training starts tried; the one with the lowest loss is trained on"),
+    ("START_EPOCHS", "start_epochs", _INTEGER, 0, None, "Epochs per start",
+     "epochs each start gets before the pick (0: no pick)"),
+    ("PATIENCE", "patience", _INTEGER, 0, None, "Patience (epochs)",
+     "stop once the loss has not improved for this many epochs (0: never stop early)"),
+    ("MIN_DELTA", "min_delta", _DOUBLE, 0.0, 1.0, "Minimum relative improvement",
+     "relative loss improvement that counts as one for the patience rule"),
+    ("KERNEL", "kernel", _INTEGER, 1, 99, "Kernel size k",
+     "convolution kernel size of the spatial branch (odd)"),
+    ("PADDING", "padding", _INTEGER, 0, 99, "Padding",
+     "convolution padding (left unset while a kernel size is given: k // 2, which keeps the image size)"),
+    ("W", "w", _DOUBLE, 0.0, 1.0, "Fusion weight w",
+     "weight between spectral (1) and spatial (0) similarity in the feature fusion module"),
+    ("FFM_BLOCK", "ffm_block", _INTEGER, 1, None, "Fusion block size (pixels)",
+     "pixels per block of the spatial similarity product (memory against speed)"),
+    ("A", "a", _DOUBLE, 0.0, None, "Loss weight a",
+     "weight of the reconstruction term of the loss"),
+    ("B", "b", _DOUBLE, 0.0, None, "Loss weight b",
+     "weight of the second term of the loss"),
+    ("C", "c", _DOUBLE, 0.0, None, "Loss weight c",
+     "weight of the third term of the loss"),
+    ("THREADS", "threads", _INTEGER, 0, 1024, "CPU threads",
+     "CPU threads torch may use (0: torch's default)"),
+]
+
+
+def _tr(text):
+    return QCoreApplication.translate("DFFNUnmixAlgorithm", text)
+
+
+def _is_unset(value):
+    if value is None:
+        return True
+    if isinstance(value, str) and value.strip() == "":
+        return True
+    is_null = getattr(value, "isNull", None)  # a NULL QVariant
+    if callable(is_null) and not hasattr(value, "valueAsString"):
+        try:
+            return bool(is_null())
+        except TypeError:
+            return False
+    return False
+
+
+def _safe_prefix(name):
+    prefix = re.sub(r"[^\w.-]+", "_", name or "").strip("._")
+    return prefix or "dffn"
+
+
+def _stem(path):
+    return os.path.splitext(path)[0]
+
+
+class _ProgressBridge:
+    """Core Monitor callbacks → QgsProcessingFeedback, thread-safe (feedback emits signals)."""
+
+    def __init__(self, feedback):
+        self.feedback = feedback
+        self._last_key = None
+
+    def progress(self, fraction, message=""):
+        self.feedback.setProgress(100.0 * fraction)
+        if message:
+            # "epoch 12/400" and "epoch 13/400" are one stage: show it once, not every epoch.
+            key = re.sub(r"[-+]?\d[\d.,eE+-]*", "#", message)
+            if key != self._last_key:
+                self._last_key = key
+                self.feedback.setProgressText(message)
+
+    def is_cancelled(self):
+        return self.feedback.isCanceled()
+
+    def info(self, message):
+        self.feedback.pushInfo(message)
+
+
+class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
+    INPUT = "INPUT"
+    N_ENDMEMBERS = "N_ENDMEMBERS"
+    BANDS = "BANDS"
+    PRESET = "PRESET"
+    DEVICE = "DEVICE"
+    SEED = "SEED"
+    PRECISION = "PRECISION"
+    OUTPUT = "OUTPUT"
+    ABUNDANCE_FOLDER = "ABUNDANCE_FOLDER"
+    OUTPUT_LAYERS = "OUTPUT_LAYERS"
+    ENDMEMBERS = "ENDMEMBERS"
+    PLOT = "PLOT"
+    ERROR = "ERROR"
+
+    def createInstance(self):
+        return DFFNUnmixAlgorithm()
+
+    def name(self):
+        return "unmix"
+
+    def displayName(self):
+        return _tr("DFFN Unmix")
+
+    def group(self):
+        return _tr("Hyperspectral unmixing")
+
+    def groupId(self):
+        return "unmixing"
+
+    def tags(self):
+        return _tr("hyperspectral,unmixing,endmember,abundance,dffn,deep learning,spectral").split(",")
+
+    def shortDescription(self):
+        return _tr("Finds endmember spectra and per-pixel abundances of a hyperspectral raster with DFFN.")
+
+    def icon(self):
+        from .provider import icon_path
+        from qgis.PyQt.QtGui import QIcon
+        path = icon_path()
+        return QIcon(path) if path else QgsProcessingAlgorithm.icon(self)
+
+    def helpUrl(self):
+        return "https://github.com/dffn-qgis/dffn_qgis/blob/main/docs/QGIS.md"
+
+    def shortHelpString(self):
+        fast, paper = PRESETS["fast"], PRESETS["paper"]
+        lines = [
+            _tr("Blind hyperspectral unmixing with DFFN, a deep feature fusion network: it finds "
+                "the spectra of N pure materials (endmembers) in the image and, for every pixel, "
+                "the fraction of each (abundances between 0 and 1 that sum to 1)."),
+            "",
+            _tr("Input raster: a hyperspectral image, one band per wavelength. Its nodata pixels stay "
+                "nodata in every output. Wavelengths are read from the file's metadata when present."),
+            _tr("Number of endmembers: how many materials to separate (at least 2)."),
+            _tr("Bands: optional subset of bands to use (for example without water absorption bands); "
+                "empty uses all bands."),
+            _tr("Preset: 'fast' trains several short starts and stops when the loss no longer "
+                "improves ({} epochs at most); 'paper' is the published setting ({} epochs, one start)."
+                ).format(fast.epochs, paper.epochs),
+            _tr("Device: 'auto' uses a CUDA GPU when torch sees one, otherwise the CPU; 'cuda' fails "
+                "if there is no GPU."),
+            _tr("Random seed: the same seed on the same machine gives the same result."),
+            "",
+            _tr("Advanced parameters, left unset, take the preset's value:"),
+        ]
+        for pname, field, _kind, _lo, _hi, _label, words in ADVANCED:
+            lines.append("  {} ({}): {}; fast {}, paper {}.".format(
+                pname, field, words, getattr(fast, field), getattr(paper, field)))
+        lines.append("  PRECISION: training precision float32, bfloat16 or auto; fast {}, paper {}."
+                     .format(fast.precision, paper.precision))
+        lines += [
+            "",
+            _tr("Outputs:"),
+            _tr("  Abundances (OUTPUT): one GeoTIFF with one band per endmember, same grid and CRS "
+                "as the input; a run record (.json) is written beside it."),
+            _tr("  Abundance folder (ABUNDANCE_FOLDER): one single-band GeoTIFF per endmember, "
+                "listed in OUTPUT_LAYERS."),
+            _tr("  Endmember spectra (ENDMEMBERS): CSV, one column per endmember; an ENVI spectral "
+                "library (.sli/.hdr) of the same name is written beside it."),
+            _tr("  Report (PLOT): HTML page with the endmember spectra plot (PNG and SVG beside it), "
+                "shown in the Results Viewer."),
+            _tr("  Reconstruction error (ERROR): per-pixel spectral angle in radians between the "
+                "input and its reconstruction."),
+            _tr("In QGIS, when the abundances are opened after running, they are added as one "
+                "layer per endmember (0-1 colour ramp) in a group named after the input, and the "
+                "endmember spectra are shown in the 'DFFN endmember spectra' panel."),
+            "",
+            _tr("Needs the Python packages torch and spectral in QGIS's Python; if they are missing "
+                "the run stops and the log gives the command that installs them."),
+        ]
+        missing = deps.missing_dependencies()
+        if missing:
+            lines += ["", _tr("NOTE: missing now:") + " " + ", ".join(missing) + ".",
+                      deps.install_hint(missing)]
+        return "\n".join(lines)
+
+    # ----------------------------------------------------------------------------- parameters
+    def initAlgorithm(self, config=None):
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            self.INPUT, _tr("Input hyperspectral raster")))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.N_ENDMEMBERS, _tr("Number of endmembers"), type=_INTEGER,
+            defaultValue=DFFNParams.n_endmembers, minValue=2, maxValue=100))
+        self.addParameter(QgsProcessingParameterBand(
+            self.BANDS, _tr("Bands to use (empty: all)"), None, self.INPUT,
+            optional=True, allowMultiple=True))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.PRESET, _tr("Preset"), options=PRESET_NAMES,
+            defaultValue=PRESET_NAMES.index(DEFAULT_PRESET)))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.DEVICE, _tr("Device"), options=DEVICE_NAMES, defaultValue=0))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.SEED, _tr("Random seed"), type=_INTEGER, defaultValue=DFFNParams.seed, minValue=0))
+
+        for pname, _field, kind, lo, hi, label, words in ADVANCED:
+            kwargs = dict(type=kind, defaultValue=None, optional=True)
+            if lo is not None:
+                kwargs["minValue"] = lo
+            if hi is not None:
+                kwargs["maxValue"] = hi
+            param = QgsProcessingParameterNumber(
+                pname, "{} [{}]".format(_tr(label), _tr("unset: preset value")), **kwargs)
+            self._advanced(param, _tr(words))
+        precision = QgsProcessingParameterEnum(
+            self.PRECISION, _tr("Training precision"), options=PRECISION_NAMES,
+            defaultValue=0)
+        self._advanced(precision, _tr("float32, bfloat16 or auto (bfloat16 where the hardware has it)"))
+
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.OUTPUT, _tr("Abundances (one band per endmember)")))
+        self.addParameter(QgsProcessingParameterFolderDestination(
+            self.ABUNDANCE_FOLDER, _tr("Folder for the per-endmember abundance rasters")))
+        self.addOutput(QgsProcessingOutputMultipleLayers(
+            self.OUTPUT_LAYERS, _tr("Per-endmember abundance rasters")))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.ENDMEMBERS, _tr("Endmember spectra (CSV; ENVI .sli beside it)"), _FILE_FILTER_CSV))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.PLOT, _tr("Report with the endmember spectra plot (HTML)"), _FILE_FILTER_HTML))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.ERROR, _tr("Reconstruction error (spectral angle, radians)")))
+
+    def _advanced(self, param, help_text):
+        param.setFlags(param.flags() | _FLAG_ADVANCED)
+        if hasattr(param, "setHelp"):
+            param.setHelp(help_text)
+        self.addParameter(param)
+
+    # ----------------------------------------------------------------------------- checks
+    def checkParameterValues(self, parameters, context):
+        missing = deps.missing_dependencies()
+        if missing:
+            return False, deps.install_hint(missing)
+        return super().checkParameterValues(parameters, context)
+
+    def params_from(self, parameters, context):
+        """The run's :class:`DFFNParams`: the preset with every set parameter applied."""
+        from ..core.config import params_for
+        from ..core.errors import InputError
+
+        preset = PRESET_NAMES[self.parameterAsEnum(parameters, self.PRESET, context)]
+        overrides = {
+            "n_endmembers": self.parameterAsInt(parameters, self.N_ENDMEMBERS, context),
+            "seed": self.parameterAsInt(parameters, self.SEED, context),
+            "device": DEVICE_NAMES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+        }
+        for pname, field, kind, _lo, _hi, _label, _words in ADVANCED:
+            if _is_unset(parameters.get(pname)):
+                continue
+            if kind == _INTEGER:
+                overrides[field] = self.parameterAsInt(parameters, pname, context)
+            else:
+                overrides[field] = self.parameterAsDouble(parameters, pname, context)
+        precision = self.parameterAsEnum(parameters, self.PRECISION, context)
+        if precision > 0:
+            overrides["precision"] = PRECISION_NAMES[precision]
+        if "kernel" in overrides and "padding" not in overrides:
+            overrides["padding"] = overrides["kernel"] // 2
+        try:
+            return preset, params_for(preset, **overrides)
+        except InputError as exc:
+            raise QgsProcessingException(str(exc))
+
+    @staticmethod
+    def input_path(layer):
+        """The file behind a raster layer, or an explanation why the engine cannot read it."""
+        if layer.providerType() != "gdal":
+            raise QgsProcessingException(
+                _tr("DFFN reads raster files through GDAL; layer '{}' comes from the '{}' provider. "
+                    "Save it as a GeoTIFF first (Export > Save As...).").format(layer.name(), layer.providerType()))
+        source = layer.source()
+        try:
+            path = QgsProviderRegistry.instance().decodeUri("gdal", source).get("path") or source
+        except Exception:
+            path = source
+        return path
+
+    # ----------------------------------------------------------------------------- run
+    def processAlgorithm(self, parameters, context, feedback):
+        problems = deps.check()
+        if problems:
+            raise QgsProcessingException(problems)
+
+        import torch
+        from ..core.errors import Cancelled, InputError
+        from ..core.outputs import OutputPlan
+        from ..core.pipeline import unmix_file
+        from ..core.progress import Monitor
+
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if layer is None:
+            raise QgsProcessingException(self.invalidRasterError(parameters, self.INPUT))
+        path = self.input_path(layer)
+        bands = self.parameterAsInts(parameters, self.BANDS, context) or None
+        preset, params = self.params_from(parameters, context)
+
+        stack = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        error = self.parameterAsOutputLayer(parameters, self.ERROR, context)
+        folder = self.parameterAsFileOutput(parameters, self.ABUNDANCE_FOLDER, context)
+        csv_path = self.parameterAsFileOutput(parameters, self.ENDMEMBERS, context)
+        html_path = self.parameterAsFileOutput(parameters, self.PLOT, context)
+        for target in (stack, error, csv_path, html_path):
+            parent = os.path.dirname(target)
+            if parent:
+                os.makedirs(parent, exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
+
+        plan = OutputPlan(
+            stack=stack,
+            abundance_dir=folder,
+            endmembers_csv=csv_path,
+            endmembers_sli=_stem(csv_path) + ".sli",
+            plot_png=_stem(html_path) + ".png",
+            plot_svg=_stem(html_path) + ".svg",
+            report_html=html_path,
+            error=error,
+            record_json=_stem(stack) + ".json",
+            prefix=_safe_prefix(layer.name()),
+        )
+
+        feedback.pushInfo(_tr("DFFN: torch {}, requested device '{}', CUDA available: {}").format(
+            torch.__version__, params.device, torch.cuda.is_available()))
+        feedback.pushInfo(_tr("Input: {} ({} bands{}), preset '{}', {} endmembers").format(
+            path, layer.bandCount(), ", bands used: " + ",".join(map(str, bands)) if bands else "",
+            preset, params.n_endmembers))
+
+        bridge = _ProgressBridge(feedback)
+        monitor = Monitor(progress=bridge.progress, is_cancelled=bridge.is_cancelled, info=bridge.info)
+        started = time.time()
+        # The core writes every output under a temporary name and renames them all at the end,
+        # so a cancelled or failed run leaves no half-written file behind.
+        try:
+            summary = unmix_file(path, plan, params, bands=bands, monitor=monitor)
+        except Cancelled as exc:
+            raise QgsProcessingException(_tr("Cancelled: {}; no output was written.").format(exc))
+        except InputError as exc:
+            raise QgsProcessingException(str(exc))
+
+        record = getattr(summary, "record", {}) or {}
+        feedback.pushInfo(_tr("Done in {:.1f} s on device '{}' with torch {}").format(
+            time.time() - started, record.get("device", params.device),
+            record.get("torch_version", torch.__version__)))
+        feedback.setProgress(100)
+
+        paths = summary.paths
+        abundances = list(paths.get("abundances") or [])
+        names = list(getattr(summary, "endmember_names", []) or
+                     ["endmember {}".format(i + 1) for i in range(len(abundances))])
+
+        from .postprocess import register_layers_to_load
+        register_layers_to_load(context, layer.name(), paths.get("stack", stack), abundances, names,
+                                paths.get("error", error), paths.get("plot_png"))
+
+        return {
+            self.OUTPUT: paths.get("stack", stack),
+            self.ABUNDANCE_FOLDER: folder,
+            self.OUTPUT_LAYERS: abundances,
+            self.ENDMEMBERS: paths.get("endmembers_csv", csv_path),
+            self.PLOT: paths.get("report_html", html_path),
+            self.ERROR: paths.get("error", error),
+        }
