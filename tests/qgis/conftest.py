@@ -1,0 +1,60 @@
+"""Fixtures for the tests that run inside QGIS (pytest-qgis, offscreen).
+
+Everything is tiny on purpose (16 x 16 pixels, 24 bands, 3 epochs): these tests check the
+plumbing between QGIS and the engine, not the quality of the unmixing.
+"""
+import os
+import sys
+
+import pytest
+
+from qgis.core import QgsApplication, QgsProject
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+for path in (REPO, HERE):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+from qgis_helpers import write_scene  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def dffn_provider(qgis_app):
+    """QGIS's Processing (with its GDAL and QGIS providers) plus the plugin's provider."""
+    from processing.core.Processing import Processing
+
+    Processing.initialize()
+    registry = QgsApplication.processingRegistry()
+    if registry.providerById("gdal") is None:  # QGIS 4.3+ keeps it in a core plugin
+        try:
+            from gdalprovider.gdal_algorithm_provider import GdalAlgorithmProvider
+            registry.addProvider(GdalAlgorithmProvider())
+        except ImportError:
+            pass
+    from dffn_qgis.processing_provider.provider import DFFNProvider
+
+    provider = registry.providerById("dffn")
+    if provider is None:
+        provider = DFFNProvider()
+        assert registry.addProvider(provider)
+    yield provider
+
+
+@pytest.fixture(scope="session")
+def scene_tif(tmp_path_factory):
+    """A georeferenced 16 x 16 x 24 GeoTIFF with wavelengths and a nodata region."""
+    return write_scene(tmp_path_factory.mktemp("scene") / "scene.tif", seed=0)
+
+
+@pytest.fixture(scope="session")
+def scene2_tif(tmp_path_factory):
+    return write_scene(tmp_path_factory.mktemp("scene2") / "other.tif", seed=5)
+
+
+@pytest.fixture
+def clean_project():
+    """An empty QgsProject.instance() before and after the test."""
+    QgsProject.instance().clear()
+    yield QgsProject.instance()
+    QgsProject.instance().clear()
