@@ -328,7 +328,7 @@ def _align_bands(key_est, key_true, E_true: np.ndarray) -> np.ndarray:
     if len(val_est) == len(val_true):
         return E_true
     if kind_est == kind_true:
-        rows = [np.flatnonzero(np.isclose(val_true, v, rtol=0, atol=1e-6)) for v in val_est]
+        rows = [np.flatnonzero(np.isclose(val_true, v, rtol=1e-5, atol=0)) for v in val_est]
         if all(len(r) == 1 for r in rows):
             return E_true[[r[0] for r in rows]]
     raise InputError(f"the estimate has {len(val_est)} bands and the truth {len(val_true)}, "
