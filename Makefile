@@ -1,0 +1,29 @@
+# dffn_qgis: every target does its own set-up (scripts/setup.sh is quick when nothing is missing).
+PY := .venv/bin/python
+export QT_QPA_PLATFORM ?= offscreen
+
+.PHONY: setup demo test test-core bench package install clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(PY) scripts/demo.py
+
+test: setup
+	$(PY) -m pytest tests -ra
+
+test-core: setup
+	$(PY) -m pytest tests -ra -m "not qgis"
+
+bench: setup
+	$(PY) scripts/bench.py
+
+package: setup
+	$(PY) scripts/package.py
+
+install: package
+	$(PY) scripts/install_plugin.py
+
+clean:
+	rm -rf dist build demo_output test-artifacts .pytest_cache

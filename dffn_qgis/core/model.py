@@ -1,0 +1,64 @@
+"""The DFFN network: abundance module (AEM), endmember module (EEM), reconstruction (RE), loss."""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from torch import nn
+
+_COS_LIMIT = 1.0 - 1e-7   # arccos has an infinite gradient at 1
+
+
+def _conv_block(c_in: int, c_out: int, kernel: int, padding: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, stride=1, padding=padding),
+                         nn.BatchNorm2d(c_out), nn.ReLU())
+
+
+class DFFN(nn.Module):
+    """Conv blocks L->128->64->P (abundances) ->L (first reconstruction); FC N->100->30->P (endmembers).
+
+    ``n_pixels`` is the EEM's input size: the number of valid pixels of the training image.
+    """
+
+    def __init__(self, n_bands: int, n_endmembers: int, n_pixels: int, kernel: int = 5, padding: int = 2):
+        super().__init__()
+        self.aem = nn.Sequential(_conv_block(n_bands, 128, kernel, padding),
+                                 _conv_block(128, 64, kernel, padding),
+                                 _conv_block(64, n_endmembers, kernel, padding))
+        self.decoder = _conv_block(n_endmembers, n_bands, kernel, padding)
+        self.eem = nn.Sequential(nn.Linear(n_pixels, 100), nn.Sigmoid(),
+                                 nn.Linear(100, 30), nn.Sigmoid(),
+                                 nn.Linear(30, n_endmembers), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor, valid: Optional[torch.Tensor] = None
+                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``x``: 1 x L x H x W enhanced image; ``valid``: flat indices of the valid pixels or None.
+
+        Returns abundances A (P x n), first reconstruction Yhat1 (L x n), endmembers E (L x P) and
+        the linear reconstruction Yhat2 = E @ A (L x n), with n the valid pixels.
+        """
+        abundance_map = self.aem(x)                            # 1 x P x H x W
+        first = self.decoder(abundance_map)                    # 1 x L x H x W
+        A = abundance_map.flatten(2)[0]                        # P x N
+        Y1 = first.flatten(2)[0]                               # L x N
+        if valid is not None:
+            A, Y1 = A[:, valid], Y1[:, valid]
+        E = self.eem(Y1.float())                               # L x P
+        Y2 = E @ A.float()
+        return A, Y1, E, Y2
+
+
+def spectral_angle(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Per-pixel angle (radians) between the columns of two L x n matrices."""
+    cos = nn.functional.cosine_similarity(x, z, dim=0, eps=1e-8)
+    return torch.arccos(cos.clamp(-_COS_LIMIT, _COS_LIMIT))
+
+
+def dffn_loss(Y: torch.Tensor, A: torch.Tensor, Y1: torch.Tensor, Y2: torch.Tensor,
+              a: float = 1.0, b: float = 0.01, c: float = 0.001) -> torch.Tensor:
+    """``a * SAD(Y, Yhat2) + b * (ANC + ASC) + c * SAD(Yhat1, Yhat2)`` on the valid pixels."""
+    A = A.float()
+    anc = torch.relu(-A).mean()
+    asc = ((A.sum(0) - 1.0) ** 2).mean()
+    return (a * spectral_angle(Y, Y2).mean() + b * (anc + asc)
+            + c * spectral_angle(Y1.float(), Y2).mean())
