@@ -1,0 +1,161 @@
+"""Training DFFN on one image: several short starts, the lowest-loss one trained to convergence.
+
+With ``starts=1`` and ``patience=0`` this is the reference procedure: Adam + StepLR for a fixed
+number of epochs, the state of the lowest-loss epoch kept (in memory) and evaluated in eval mode.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import numpy as np
+import torch
+
+from .config import DFFNParams
+from .device import resolve_device, resolve_precision
+from .model import DFFN, dffn_loss
+from .progress import Monitor, as_monitor
+
+
+@dataclass
+class TrainOutcome:
+    abundances: np.ndarray          # P x N_valid, float32
+    endmembers: np.ndarray          # L x P, float32
+    loss: float                     # lowest training loss (the kept state's)
+    history: List[float]            # loss per epoch of the kept start
+    epochs_run: int                 # epochs over all starts
+    start_losses: List[float] = field(default_factory=list)
+    chosen_start: int = 0
+    device: str = "cpu"
+    device_reason: str = ""
+    precision: str = "float32"
+    precision_reason: str = ""
+    stopped_early: bool = False
+
+
+class _Run:
+    """One start: a network, its optimiser and scheduler, and the best state seen so far."""
+
+    def __init__(self, params: DFFNParams, n_bands: int, n_pixels: int, device: torch.device):
+        self.model = DFFN(n_bands, params.n_endmembers, n_pixels, params.kernel, params.padding).to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, params.lr_step, params.lr_gamma)
+        self.best_loss = math.inf
+        self.best_state = None
+        self.best_epoch = -1
+        self.history: List[float] = []
+
+    def epoch(self, x, Y, valid, params: DFFNParams, autocast_dtype) -> float:
+        self.model.train()
+        use_autocast = autocast_dtype != torch.float32
+        with torch.autocast(x.device.type, dtype=autocast_dtype, enabled=use_autocast):
+            A, Y1, _, Y2 = self.model(x, valid)
+        loss = dffn_loss(Y, A, Y1, Y2, params.a, params.b, params.c)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError("training loss is not finite")
+        if value < self.best_loss:
+            # the state that produced this loss, before the step changes it
+            self.best_loss, self.best_epoch = value, len(self.history)
+            self.best_state = copy.deepcopy(self.model.state_dict())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.history.append(value)
+        return value
+
+    def stalled(self, params: DFFNParams) -> bool:
+        """No relative improvement of ``min_delta`` within the last ``patience`` epochs."""
+        if params.patience <= 0 or len(self.history) <= params.patience:
+            return False
+        before = min(self.history[:-params.patience])
+        return self.best_loss > before * (1.0 - params.min_delta)
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2 ** 32))
+
+
+def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], params: DFFNParams,
+          monitor: Optional[Monitor] = None) -> TrainOutcome:
+    """Train DFFN on ``image`` (the enhanced image, L x H x W) against ``Y`` (L x n valid pixels).
+
+    ``valid_index`` holds the flat indices (row-major) of the valid pixels, or None when all are.
+    """
+    monitor = as_monitor(monitor)
+    params.validate()
+    device, device_reason = resolve_device(params.device)
+    autocast_dtype, precision_reason = resolve_precision(params.precision, device)
+    monitor.info(f"device {device} ({device_reason}); precision {str(autocast_dtype).replace('torch.', '')} "
+                 f"({precision_reason}); torch {torch.__version__}")
+
+    saved_threads = torch.get_num_threads()
+    if params.threads > 0:
+        torch.set_num_threads(params.threads)
+    try:
+        _seed_everything(params.seed)
+        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].to(device)
+        Yt = torch.from_numpy(np.ascontiguousarray(Y, dtype=np.float32)).to(device)
+        valid = None if valid_index is None else torch.from_numpy(np.asarray(valid_index, dtype=np.int64)).to(device)
+        n_pixels = Yt.shape[1]
+
+        picking = params.starts > 1 and 0 < params.start_epochs < params.epochs
+        start_epochs = params.start_epochs if picking else params.epochs
+        planned = params.starts * start_epochs + (params.epochs - start_epochs) if picking else params.epochs
+        done = 0
+        t0 = time.perf_counter()
+
+        def step(run: _Run, label: str) -> None:
+            nonlocal done
+            monitor.check()
+            value = run.epoch(x, Yt, valid, params, autocast_dtype)
+            done += 1
+            monitor.progress(done / planned, f"{label}: epoch {len(run.history)}, loss {value:.5f}")
+
+        runs = []
+        for s in range(params.starts if picking else 1):
+            run = _Run(params, Yt.shape[0], n_pixels, device)
+            for _ in range(start_epochs):
+                step(run, f"start {s + 1}/{params.starts}" if picking else "training")
+                if not picking and run.stalled(params):
+                    break
+            runs.append(run)
+            if picking:
+                monitor.info(f"start {s + 1}/{params.starts}: lowest loss {run.best_loss:.5f} "
+                             f"after {start_epochs} epochs")
+        start_losses = [r.best_loss for r in runs]
+        chosen = int(np.argmin(start_losses))
+        run = runs[chosen]
+        del runs
+        if picking:
+            monitor.info(f"training on with start {chosen + 1} (lowest loss)")
+            while len(run.history) < params.epochs:
+                step(run, "training")
+                if run.stalled(params):
+                    break
+        stopped_early = len(run.history) < params.epochs
+        if stopped_early:
+            monitor.info(f"stopped after {len(run.history)} epochs: the loss improved by less than "
+                         f"{params.min_delta:g} (relative) in the last {params.patience} epochs")
+        epochs_run = (len(start_losses) - 1) * start_epochs + len(run.history) if picking else len(run.history)
+        monitor.info(f"lowest loss {run.best_loss:.5f} at epoch {run.best_epoch + 1}; "
+                     f"{epochs_run} epochs in {time.perf_counter() - t0:.1f} s")
+
+        run.model.load_state_dict(run.best_state)
+        run.model.eval()
+        with torch.no_grad():
+            A, _, E, _ = run.model(x, valid)
+        monitor.progress(1.0, "training done")
+        return TrainOutcome(
+            abundances=A.float().cpu().numpy(), endmembers=E.float().cpu().numpy(),
+            loss=run.best_loss, history=run.history, epochs_run=epochs_run,
+            start_losses=start_losses, chosen_start=chosen, device=str(device), device_reason=device_reason,
+            precision=str(autocast_dtype).replace("torch.", ""), precision_reason=precision_reason,
+            stopped_early=stopped_early)
+    finally:
+        torch.set_num_threads(saved_threads)

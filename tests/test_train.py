@@ -1,0 +1,103 @@
+"""Training: determinism, best state kept, starts, early stop, progress and cancel."""
+import numpy as np
+import pytest
+
+from dffn_qgis.core.config import params_for
+from dffn_qgis.core.errors import Cancelled, InputError
+from dffn_qgis.core.progress import Monitor
+from dffn_qgis.core.synthetic import make_scene
+from dffn_qgis.core.train import train
+
+TINY = dict(n_endmembers=3, device="cpu", precision="float32", threads=1)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    s = make_scene(12, 10, 16, 3, seed=3, snr_db=40)
+    L = s.cube.shape[0]
+    return s.cube.astype(np.float32), s.cube.reshape(L, -1).astype(np.float32)
+
+
+def _train(tiny, monitor=None, valid=None, **kw):
+    image, Y = tiny
+    params = params_for("paper", **{**TINY, **kw})
+    return train(image, Y if valid is None else Y[:, valid], valid, params, monitor)
+
+
+def test_same_seed_same_output_on_cpu(tiny):
+    a = _train(tiny, epochs=6, seed=7)
+    b = _train(tiny, epochs=6, seed=7)
+    np.testing.assert_array_equal(a.abundances, b.abundances)
+    np.testing.assert_array_equal(a.endmembers, b.endmembers)
+    assert a.history == b.history
+    c = _train(tiny, epochs=6, seed=8)
+    assert not np.array_equal(a.endmembers, c.endmembers)
+
+
+def test_outputs_shapes_ranges_and_best_loss(tiny):
+    out = _train(tiny, epochs=8)
+    assert out.abundances.shape == (3, 120) and out.endmembers.shape == (16, 3)
+    assert (out.abundances >= 0).all()
+    assert ((out.endmembers > 0) & (out.endmembers < 1)).all()
+    assert out.loss == pytest.approx(min(out.history))
+    assert out.epochs_run == 8 and len(out.history) == 8
+    assert out.device == "cpu"
+
+
+def test_several_starts_keep_the_lowest_loss(tiny):
+    out = _train(tiny, epochs=10, starts=3, start_epochs=4)
+    assert len(out.start_losses) == 3
+    assert out.chosen_start == int(np.argmin(out.start_losses))
+    assert out.epochs_run == 3 * 4 + (10 - 4)
+    assert len(out.history) == 10
+
+
+def test_patience_stops_once_the_loss_stalls(tiny):
+    # a huge min_delta makes every epoch count as "no improvement"
+    out = _train(tiny, epochs=50, patience=3, min_delta=0.9)
+    assert out.stopped_early and out.epochs_run == 4
+
+
+def test_valid_subset_trains_on_valid_pixels_only(tiny):
+    valid = np.arange(0, 120, 2)
+    out = _train(tiny, epochs=3, valid=valid)
+    assert out.abundances.shape == (3, 60)
+
+
+def test_progress_every_epoch_and_cancel(tiny):
+    seen = []
+    _train(tiny, monitor=Monitor(progress=lambda f, m: seen.append((f, m))), epochs=5)
+    epochs = [m for _, m in seen if "epoch" in m]
+    assert len(epochs) == 5 and seen[-1][0] == pytest.approx(1.0)
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions)
+    calls = {"n": 0}
+
+    def cancel_on_third():
+        calls["n"] += 1
+        return calls["n"] >= 3
+
+    with pytest.raises(Cancelled):
+        _train(tiny, monitor=Monitor(is_cancelled=cancel_on_third), epochs=50)
+    assert calls["n"] == 3
+
+
+def test_log_names_device_and_precision(tiny):
+    lines = []
+    _train(tiny, monitor=Monitor(info=lines.append), epochs=2)
+    assert any("device cpu" in line and "float32" in line and "torch" in line for line in lines)
+
+
+def test_cuda_without_gpu_is_a_clear_error(tiny):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(InputError, match="no CUDA device"):
+        _train(tiny, epochs=1, device="cuda")
+
+
+def test_threads_setting_is_restored(tiny):
+    import torch
+    before = torch.get_num_threads()
+    _train(tiny, epochs=1, threads=1)
+    assert torch.get_num_threads() == before
