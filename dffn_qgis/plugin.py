@@ -33,6 +33,8 @@ class DFFNPlugin:
 
     def initGui(self):  # noqa: N802
         self.initProcessing()
+        from .gui import qgis_fixes
+        qgis_fixes.install()
         from qgis.PyQt.QtGui import QIcon
         from qgis.PyQt.QtWidgets import QAction
 
@@ -67,6 +69,11 @@ class DFFNPlugin:
         try:
             from .gui.plot_dock import close_dock
             close_dock(self.iface)
+        except Exception:
+            pass
+        try:
+            from .gui import qgis_fixes
+            qgis_fixes.uninstall()
         except Exception:
             pass
         if self.provider is not None:

@@ -29,6 +29,9 @@ LOG_TAG = "DFFN"
 # Running tasks: QGIS's task manager does not keep Python task objects alive on its own.
 _TASKS = set()
 
+# Parameters the "Unmix with DFFN..." action adds to its runs (defaults: the fast preset).
+ACTION_PARAMETERS = {}
+
 
 def default_output_folder(layer):
     """``<input folder>/<input name>_dffn[_N]`` beside the input, or a temporary folder."""
@@ -66,9 +69,14 @@ class UnmixTask(QgsTask):
         self.project = project or QgsProject.instance()
         self.output_dir = output_dir or default_output_folder(layer)
         self.on_finished = on_finished
+        # Python-side state: QGIS deletes the C++ task soon after it finishes.
         self.results = None
         self.error = None
         self.loaded_layers = []
+        self.done = False
+        self.succeeded = False
+        self.cancelled = False
+        self.last_progress = 0.0
         os.makedirs(self.output_dir, exist_ok=True)
         prefix = re.sub(r"[^\w.-]+", "_", layer.name()).strip("._") or "dffn"
         d = self.output_dir
@@ -83,10 +91,10 @@ class UnmixTask(QgsTask):
             "ERROR": QgsProcessingOutputLayerDefinition(
                 os.path.join(d, prefix + "_error.tif"), self.project),
         }
-        self.parameters.update(extra_parameters or {})
+        self.parameters.update(ACTION_PARAMETERS if extra_parameters is None else extra_parameters)
 
         self.feedback = _TaskFeedback()
-        self.feedback.progressChanged.connect(self.setProgress)
+        self.feedback.progressChanged.connect(self._progress)
         self.context = QgsProcessingContext()
         self.context.setProject(self.project)
         self.context.setFeedback(self.feedback)
@@ -105,6 +113,10 @@ class UnmixTask(QgsTask):
                 self.error = "the algorithm could not be prepared"
         except QgsProcessingException as exc:
             self.error = str(exc)
+
+    def _progress(self, value):
+        self.last_progress = float(value)
+        self.setProgress(value)
 
     def run(self):
         if not self.prepared:
@@ -131,9 +143,11 @@ class UnmixTask(QgsTask):
                 except Exception:
                     pass
                 self.loaded_layers = load_layers_on_completion(self.context, self.feedback)
+                self.succeeded = True
                 _message("DFFN unmixing of {} finished: results in {}".format(
                     self.layer_name, self.output_dir), Qgis.Success)
             elif self.isCanceled() or self.feedback.isCanceled():
+                self.cancelled = True
                 self.error = self.error or "cancelled"
                 _message("DFFN unmixing of {} was cancelled; no output was written.".format(
                     self.layer_name), Qgis.Warning)
@@ -141,9 +155,11 @@ class UnmixTask(QgsTask):
                 QgsMessageLog.logMessage(self.error or "failed", LOG_TAG, Qgis.Critical)
                 _message("DFFN unmixing of {} failed: {}".format(self.layer_name, self.error),
                          Qgis.Critical)
+            self.done = True
             if self.on_finished is not None:
                 self.on_finished(self)
         finally:
+            self.done = True
             _TASKS.discard(self)
 
 
@@ -162,6 +178,7 @@ def start_unmix(layer, output_dir=None, n_endmembers=3, project=None, extra_para
     """Start a background unmixing of ``layer``; returns the (referenced) task."""
     task = UnmixTask(layer, output_dir, n_endmembers, project, extra_parameters, on_finished)
     if task.error and not task.prepared:
+        task.done = True
         _message("DFFN cannot unmix {}: {}".format(layer.name(), task.error), Qgis.Critical)
         if on_finished is not None:
             on_finished(task)
