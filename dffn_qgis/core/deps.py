@@ -73,27 +73,36 @@ def import_problems(modules: Optional[Iterable[str]] = None) -> Dict[str, str]:
 
 
 def python_executable() -> str:
-    """The Python interpreter behind this process, also when it is embedded in QGIS."""
+    """The Python interpreter behind this process, also when it is embedded in QGIS.
+
+    Inside QGIS (desktop or qgis_process) ``sys.executable`` is not to be trusted: it is the
+    QGIS binary, or whatever ``python3`` comes first on PATH (maybe another Python entirely).
+    Outside a virtual environment the interpreter installed under this Python's own prefix is
+    the right one (``/usr/bin/python3`` for Debian's QGIS).
+    """
     exe = sys.executable or ""
-    if os.path.basename(exe).lower().startswith("python") and os.path.exists(exe):
+    looks_like_python = os.path.basename(exe).lower().startswith("python") and os.path.exists(exe)
+    if in_virtualenv() and looks_like_python:
         return exe
-    # Embedded (QGIS desktop, qgis_process): look beside the installation's prefix.
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    prefixes = [sys.exec_prefix, sys.base_exec_prefix, sys.prefix, sys.base_prefix]
-    candidates = []
+    prefixes = []
+    for prefix in (sys.exec_prefix, sys.base_exec_prefix, sys.prefix, sys.base_prefix):
+        if prefix and prefix not in prefixes:
+            prefixes.append(prefix)
     for prefix in prefixes:
-        if not prefix:
-            continue
         if os.name == "nt":
-            candidates.append(os.path.join(prefix, "python.exe"))
-            candidates.append(os.path.join(prefix, "python3.exe"))
-        else:
-            candidates.append(os.path.join(prefix, "bin", f"python{version}"))
-            candidates.append(os.path.join(prefix, "bin", "python3"))
-    for candidate in candidates:
-        if os.path.exists(candidate):
-            return candidate
-    return "python3"
+            for name in ("python.exe", "python3.exe"):
+                candidate = os.path.join(prefix, name)
+                if os.path.exists(candidate):
+                    return candidate
+            continue
+        exact = os.path.join(prefix, "bin", f"python{version}")
+        if os.path.exists(exact):
+            short = os.path.join(prefix, "bin", "python3")
+            if os.path.exists(short) and os.path.realpath(short) == os.path.realpath(exact):
+                return short
+            return exact
+    return exe if looks_like_python else "python3"
 
 
 def in_virtualenv() -> bool:
