@@ -8,6 +8,7 @@ post-processors of :mod:`.postprocess`, which run on the main thread once the ru
 import os
 import re
 import time
+from dataclasses import fields
 
 from qgis.core import (
     QgsProcessing,
@@ -32,7 +33,7 @@ from ..core.config import DEFAULT_PRESET, PRESETS, DFFNParams
 
 PRESET_NAMES = ["fast", "paper"]
 DEVICE_NAMES = ["auto", "cpu", "cuda"]
-PRECISION_NAMES = ["preset value", "float32", "bfloat16", "auto"]
+UNSET_OPTION = "preset value"
 
 # QGIS 3.40 moved these enums into Qgis.*, keeping the old names as aliases; use whichever exists.
 _FLAG_ADVANCED = getattr(QgsProcessingParameterDefinition, "FlagAdvanced", None)
@@ -61,6 +62,8 @@ ADVANCED = [
      "the learning rate is multiplied by the step factor every this many epochs"),
     ("LR_GAMMA", "lr_gamma", _DOUBLE, 0.0, 1.0, "Learning rate step factor",
      "factor applied to the learning rate at each step"),
+    ("EEM_LR", "eem_lr", _DOUBLE, 0.0, 10.0, "Endmember module learning rate",
+     "learning rate of the endmember module (0: the same as the learning rate)"),
     ("STARTS", "starts", _INTEGER, 1, 100, "Starts",
      "number of short training starts tried; the one with the lowest loss is trained on"),
     ("START_EPOCHS", "start_epochs", _INTEGER, 0, None, "Epochs per start",
@@ -78,14 +81,30 @@ ADVANCED = [
     ("FFM_BLOCK", "ffm_block", _INTEGER, 1, None, "Fusion block size (pixels)",
      "pixels per block of the spatial similarity product (memory against speed)"),
     ("A", "a", _DOUBLE, 0.0, None, "Loss weight a",
-     "weight of the reconstruction term of the loss"),
+     "weight of the reconstruction term of the loss (spectral angle between the input and its reconstruction)"),
     ("B", "b", _DOUBLE, 0.0, None, "Loss weight b",
-     "weight of the second term of the loss"),
+     "weight of the abundance constraint term of the loss (abundances non-negative and summing to one)"),
     ("C", "c", _DOUBLE, 0.0, None, "Loss weight c",
-     "weight of the third term of the loss"),
+     "weight of the term that keeps the network's two reconstructions consistent (spectral angle between them)"),
     ("THREADS", "threads", _INTEGER, 0, 1024, "CPU threads",
      "CPU threads torch may use (0: torch's default)"),
 ]
+
+
+# Advanced choices: (parameter name, DFFNParams field, options, label, help). Option 0 is "preset value".
+ADVANCED_CHOICES = [
+    ("SCHEDULE", "schedule", ["step", "cosine"], "Learning rate schedule",
+     "step: multiplied by the step factor every step (as published); cosine: down to zero at the last epoch"),
+    ("PRECISION", "precision", ["float32", "bfloat16", "auto"], "Training precision",
+     "float32, bfloat16 or auto (bfloat16 where the hardware has native support)"),
+]
+
+_PARAM_FIELDS = {f.name for f in fields(DFFNParams)}
+
+
+def _exposed(table):
+    """The rows of ``table`` whose DFFNParams field exists in this version of the engine."""
+    return [row for row in table if row[1] in _PARAM_FIELDS]
 
 
 def _tr(text):
@@ -145,7 +164,6 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
     PRESET = "PRESET"
     DEVICE = "DEVICE"
     SEED = "SEED"
-    PRECISION = "PRECISION"
     OUTPUT = "OUTPUT"
     ABUNDANCE_FOLDER = "ABUNDANCE_FOLDER"
     OUTPUT_LAYERS = "OUTPUT_LAYERS"
@@ -204,11 +222,9 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
             "",
             _tr("Advanced parameters, left unset, take the preset's value:"),
         ]
-        for pname, field, _kind, _lo, _hi, _label, words in ADVANCED:
+        for pname, field, *_rest, words in _exposed(ADVANCED) + _exposed(ADVANCED_CHOICES):
             lines.append("  {} ({}): {}; fast {}, paper {}.".format(
                 pname, field, words, getattr(fast, field), getattr(paper, field)))
-        lines.append("  PRECISION: training precision float32, bfloat16 or auto; fast {}, paper {}."
-                     .format(fast.precision, paper.precision))
         lines += [
             "",
             _tr("Outputs:"),
@@ -253,7 +269,7 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(
             self.SEED, _tr("Random seed"), type=_INTEGER, defaultValue=DFFNParams.seed, minValue=0))
 
-        for pname, _field, kind, lo, hi, label, words in ADVANCED:
+        for pname, _field, kind, lo, hi, label, words in _exposed(ADVANCED):
             kwargs = dict(type=kind, defaultValue=None, optional=True)
             if lo is not None:
                 kwargs["minValue"] = lo
@@ -262,10 +278,11 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
             param = QgsProcessingParameterNumber(
                 pname, "{} [{}]".format(_tr(label), _tr("unset: preset value")), **kwargs)
             self._advanced(param, _tr(words))
-        precision = QgsProcessingParameterEnum(
-            self.PRECISION, _tr("Training precision"), options=PRECISION_NAMES,
-            defaultValue=0)
-        self._advanced(precision, _tr("float32, bfloat16 or auto (bfloat16 where the hardware has it)"))
+        for pname, _field, options, label, words in _exposed(ADVANCED_CHOICES):
+            choice = QgsProcessingParameterEnum(
+                pname, _tr(label), options=[_tr(UNSET_OPTION)] + options, defaultValue=0,
+                optional=True)
+            self._advanced(choice, _tr(words))
 
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.OUTPUT, _tr("Abundances (one band per endmember)")))
@@ -304,16 +321,19 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
             "seed": self.parameterAsInt(parameters, self.SEED, context),
             "device": DEVICE_NAMES[self.parameterAsEnum(parameters, self.DEVICE, context)],
         }
-        for pname, field, kind, _lo, _hi, _label, _words in ADVANCED:
+        for pname, field, kind, _lo, _hi, _label, _words in _exposed(ADVANCED):
             if _is_unset(parameters.get(pname)):
                 continue
             if kind == _INTEGER:
                 overrides[field] = self.parameterAsInt(parameters, pname, context)
             else:
                 overrides[field] = self.parameterAsDouble(parameters, pname, context)
-        precision = self.parameterAsEnum(parameters, self.PRECISION, context)
-        if precision > 0:
-            overrides["precision"] = PRECISION_NAMES[precision]
+        for pname, field, options, _label, _words in _exposed(ADVANCED_CHOICES):
+            if _is_unset(parameters.get(pname)):
+                continue
+            index = self.parameterAsEnum(parameters, pname, context)
+            if index > 0:
+                overrides[field] = options[index - 1]
         if "kernel" in overrides and "padding" not in overrides:
             overrides["padding"] = overrides["kernel"] // 2
         try:
