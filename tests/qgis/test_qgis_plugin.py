@@ -117,7 +117,7 @@ def test_parameters_and_outputs(dffn_provider):
     advanced = {name for name, d in p.items() if d.flags() & QgsProcessingParameterDefinition.FlagAdvanced}
     assert {"EPOCHS", "LR", "W", "KERNEL", "A", "B", "C", "STARTS", "PRECISION"} <= advanced
     assert not advanced & {"INPUT", "N_ENDMEMBERS", "BANDS", "PRESET", "DEVICE", "SEED"}
-    for name in advanced - {"PRECISION"}:
+    for name in advanced - {"PRECISION", "SCHEDULE"}:
         assert p[name].defaultValue() is None and p[name].flags() & QgsProcessingParameterDefinition.FlagOptional
 
     assert isinstance(p["OUTPUT"], QgsProcessingParameterRasterDestination)
@@ -138,10 +138,14 @@ def test_every_dffn_params_field_is_exposed(dffn_provider):
     from dataclasses import fields
 
     from dffn_qgis.core.config import DFFNParams
-    from dffn_qgis.processing_provider.unmix_algorithm import ADVANCED
+    from dffn_qgis.processing_provider.unmix_algorithm import ADVANCED, ADVANCED_CHOICES
 
-    exposed = {field for _, field, *_ in ADVANCED} | {"n_endmembers", "seed", "device", "precision"}
+    exposed = {field for _, field, *_ in ADVANCED + ADVANCED_CHOICES} | {"n_endmembers", "seed", "device"}
     assert {f.name for f in fields(DFFNParams)} <= exposed
+    alg = QgsApplication.processingRegistry().createAlgorithmById("dffn:unmix")
+    names = {d.name() for d in alg.parameterDefinitions()}
+    for pname, field, *_ in ADVANCED + ADVANCED_CHOICES:
+        assert (pname in names) == (field in {f.name for f in fields(DFFNParams)}), pname
 
 
 def test_help_is_plain_text_and_explains_every_parameter(dffn_provider):
@@ -179,6 +183,9 @@ def test_unset_advanced_parameters_take_the_preset_value(dffn_provider):
     _, params = _params(alg, {"EPOCHS": 5, "LR": 0.01, "W": 0.0, "A": 2.0, "STARTS": 2, "PRECISION": 1})
     assert (params.epochs, params.lr, params.w, params.a, params.starts, params.precision) == \
         (5, 0.01, 0.0, 2.0, 2, "float32")
+    if "SCHEDULE" in {d.name() for d in alg.parameterDefinitions()}:
+        assert _params(alg, {"SCHEDULE": 2})[1].schedule == "cosine"
+        assert _params(alg, {"SCHEDULE": 0})[1].schedule == PRESETS["fast"].schedule
     _, params = _params(alg, {"KERNEL": 3})
     assert params.kernel == 3 and params.padding == 1
     from qgis.core import QgsProcessingException
@@ -216,6 +223,25 @@ def test_python_executable_inside_qgis(monkeypatch):
     monkeypatch.setattr(sys, "executable", "/usr/bin/qgis.bin")
     exe = deps.python_executable()
     assert os.path.basename(exe).startswith("python") and os.path.exists(exe)
+
+
+def test_python_executable_ignores_another_python_on_path(monkeypatch, tmp_path):
+    """qgis_process reports the first python3 on PATH as sys.executable: not QGIS's Python."""
+    from dffn_qgis.core import deps
+
+    other = tmp_path / "shims" / "python3"
+    other.parent.mkdir()
+    other.write_text("#!/bin/sh\n")
+    monkeypatch.setattr(sys, "executable", str(other))
+    monkeypatch.setattr(sys, "exec_prefix", sys.base_exec_prefix)  # QGIS's Python: no venv
+    monkeypatch.setattr(sys, "prefix", sys.base_prefix)
+    monkeypatch.setattr(deps, "in_virtualenv", lambda: False)
+    version = "python{}.{}".format(*sys.version_info[:2])
+    if not os.path.exists(os.path.join(sys.base_exec_prefix, "bin", version)):
+        pytest.skip("no interpreter under " + sys.base_exec_prefix)
+    exe = deps.python_executable()
+    assert exe.startswith(os.path.join(sys.base_exec_prefix, "bin") + os.sep)
+    assert os.path.realpath(exe) == os.path.realpath(os.path.join(sys.base_exec_prefix, "bin", version))
 
 
 def test_missing_dependencies_does_not_import(monkeypatch):
