@@ -161,8 +161,12 @@ def _project_of(layer, context):
     return None
 
 
-def put_in_group(layer, run, sort_key, context):
-    """Move ``layer``'s tree node into the run's group, ordered by ``sort_key``."""
+def put_in_group(layer, run, sort_key, context, visible=True, expanded=True):
+    """Move ``layer``'s tree node into the run's group, ordered by ``sort_key``.
+
+    The desktop may already have added the layer inside the group (its insertion point follows
+    the Layers panel's current item), in any order: the node is then moved to its place.
+    """
     project = _project_of(layer, context)
     if project is None:
         return None
@@ -170,20 +174,29 @@ def put_in_group(layer, run, sort_key, context):
     root = project.layerTreeRoot()
     node = root.findLayer(layer.id())
     group = run.layer_group(project, node)
-    if node is not None and node.parent() is group:
-        return group
     position = 0
     for child in group.children():
+        if child is node:
+            continue
         child_layer = child.layer() if hasattr(child, "layer") else None
         key = child_layer.customProperty(SORT_KEY) if child_layer is not None else None
         if key is not None and int(key) < sort_key:
             position += 1
     if node is None:
-        group.insertLayer(position, layer)
+        node = group.insertLayer(position, layer)
     else:
-        clone = node.clone()
-        group.insertChildNode(position, clone)
-        node.parent().removeChildNode(node)
+        siblings = group.children()
+        current = siblings.index(node) if node.parent() is group else None
+        if current != position:
+            # insert the copy first: a layer whose last tree node goes leaves the project
+            insert_at = position + 1 if current is not None and current < position else position
+            clone = node.clone()
+            group.insertChildNode(insert_at, clone)
+            node.parent().removeChildNode(node)
+            node = clone
+    if node is not None:
+        node.setItemVisibilityChecked(visible)
+        node.setExpanded(expanded)
     return group
 
 
@@ -238,7 +251,9 @@ class AbundancePostProcessor(QgsProcessingLayerPostProcessorInterface):
         layer.setName(self.name)
         layer.setCustomProperty(ROLE_KEY, "abundance")
         pseudocolor(layer, 0.0, 1.0)
-        put_in_group(layer, self.run, self.index, context)
+        # the first endmember on the map with its legend; the others a tick away
+        first = self.index == 0
+        put_in_group(layer, self.run, self.index, context, visible=first, expanded=first)
         self.run.done(layer)
 
 
@@ -263,7 +278,7 @@ class ErrorPostProcessor(QgsProcessingLayerPostProcessorInterface):
         if not maximum > 0.0 or maximum != maximum:
             maximum = 1.0
         pseudocolor(layer, 0.0, maximum, "Magma", (0, 0, 4), (252, 253, 191))
-        put_in_group(layer, self.run, 10000, context)
+        put_in_group(layer, self.run, 10000, context, visible=False, expanded=False)
         self.run.done(layer)
 
 

@@ -285,7 +285,7 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
             self._advanced(choice, _tr(words))
 
         self.addParameter(QgsProcessingParameterRasterDestination(
-            self.OUTPUT, _tr("Abundances (one band per endmember)")))
+            self.OUTPUT, _tr("Abundances (one band per endmember; opened as one layer per endmember)")))
         self.addParameter(QgsProcessingParameterFolderDestination(
             self.ABUNDANCE_FOLDER, _tr("Folder for the per-endmember abundance rasters")))
         self.addOutput(QgsProcessingOutputMultipleLayers(
