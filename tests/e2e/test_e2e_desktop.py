@@ -1,0 +1,174 @@
+"""The real QGIS desktop under Xvfb with the packaged plugin.
+
+1. "Install from ZIP": QGIS's own plugin installer installs dist/dffn_qgis-<version>.zip into an
+   empty profile and starts it.
+2. A fresh profile with the ZIP unpacked and the plugin enabled in QGIS3.ini: QGIS starts with
+   it, the DFFN Unmix dialog is opened from the Processing registry and run on a demo raster;
+   afterwards the project holds one styled layer per endmember in a group and the endmember plot
+   dock is visible. Then the "Unmix with DFFN..." background task runs on the same layer.
+
+The session script (desktop_session.py) writes report.json, layer_tree*.json and screenshots
+into test-artifacts/e2e_desktop/, which this test reads.
+"""
+import json
+import os
+import shutil
+
+import pytest
+
+from e2e_helpers import ARTIFACTS, QGIS, XVFB_RUN, build_zip, install_plugin, run, scratch_env
+
+pytestmark = [pytest.mark.qgis, pytest.mark.e2e,
+              pytest.mark.skipif(not (XVFB_RUN and os.path.exists(QGIS)),
+                                 reason="needs xvfb-run and the qgis executable")]
+
+SESSION = os.path.join(os.path.dirname(os.path.abspath(__file__)), "desktop_session.py")
+N_ENDMEMBERS = 3
+# Small enough for a 2-core machine. DFFN_E2E_DOCS=1 makes the bigger, better trained run whose
+# screenshots illustrate docs/QGIS.md.
+DOCS = os.environ.get("DFFN_E2E_DOCS") == "1"
+SIZE, BANDS = (48, 60) if DOCS else (32, 30)
+PARAMS = {"N_ENDMEMBERS": N_ENDMEMBERS, "EPOCHS": 200 if DOCS else 40, "STARTS": 1, "START_EPOCHS": 0,
+          "PATIENCE": 0, "DEVICE": 1, "PRECISION": 1}
+
+
+def run_qgis(profiles_path, env, out, timeout=900):
+    """Start QGIS under Xvfb with the session script; retry once if it died before reporting
+    (QGIS sometimes crashes early in Xvfb's clipboard code)."""
+    cmd = [XVFB_RUN, "-a", "-s", "-screen 0 1600x1000x24", QGIS, "--noversioncheck", "--nologo",
+           "--profiles-path", str(profiles_path), "--code", SESSION]
+    for attempt in range(2):
+        if os.path.exists(os.path.join(out, "report.json")):
+            os.remove(os.path.join(out, "report.json"))
+        proc = run(cmd, env, timeout)
+        with open(os.path.join(out, "qgis_attempt{}.log".format(attempt + 1)), "w") as f:
+            f.write(proc.stdout[-20000:] + "\n--- stderr ---\n" + proc.stderr[-20000:])
+        report = _read(os.path.join(out, "report.json"))
+        if report and report.get("done"):
+            return proc, report
+    return proc, report
+
+
+def _read(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _fresh_out(name):
+    out = os.path.join(ARTIFACTS, name)
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def plugin_zip(tmp_path_factory):
+    return build_zip(tmp_path_factory.mktemp("dist"))
+
+
+def test_install_from_zip_with_qgis_plugin_installer(plugin_zip, tmp_path):
+    out = _fresh_out("e2e_install_zip")
+    profiles = tmp_path / "qgis-profiles"
+    env = scratch_env(tmp_path / "home", display=True)
+    env.update(DFFN_E2E_OUT=out, DFFN_E2E_MODE="install_zip", DFFN_E2E_ZIP=plugin_zip)
+    proc, report = run_qgis(profiles, env, out, timeout=300)
+    assert report and report["done"], (proc.stdout[-3000:], proc.stderr[-3000:])
+    assert not report["errors"], report["errors"]
+    step = [s for s in report["steps"] if s["step"] == "install_zip"][0]
+    assert step["active_before"] is False
+    assert step["active_after"] and step["algorithm"]
+    assert "metadata.txt" in step["files"] and "resources" in step["files"]
+    assert step["module_file"].startswith(str(profiles))
+
+
+@pytest.fixture(scope="module")
+def desktop_run(plugin_zip, tmp_path_factory):
+    from dffn_qgis.core.synthetic import make_scene, write_geotiff
+
+    root = tmp_path_factory.mktemp("desktop")
+    out = _fresh_out("e2e_desktop")
+    demo = os.path.join(out, "demo.tif")
+    write_geotiff(make_scene(SIZE, SIZE, BANDS, N_ENDMEMBERS, seed=3), demo)
+    profiles = root / "qgis-profiles"
+    install_plugin.install(str(profiles / "profiles" / "default" / "python" / "plugins"), plugin_zip)
+    install_plugin.enable_in_ini(str(profiles / "profiles" / "default"))
+    env = scratch_env(root / "home", display=True)
+    extra = dict(PARAMS)
+    env.update(DFFN_E2E_OUT=out, DFFN_E2E_MODE="run", DFFN_E2E_INPUT=demo,
+               DFFN_E2E_PARAMS=json.dumps(extra))
+    proc, report = run_qgis(profiles, env, out)
+    return {"proc": proc, "report": report, "out": out, "profiles": str(profiles)}
+
+
+def _step(report, name):
+    steps = [s for s in report["steps"] if s["step"] == name]
+    assert steps, "step {} missing: {}".format(name, [s["step"] for s in report["steps"]])
+    return steps[0]
+
+
+def test_qgis_starts_with_the_packaged_plugin(desktop_run):
+    report = desktop_run["report"]
+    assert report and report["done"], (desktop_run["proc"].stderr[-3000:])
+    assert not report["errors"], "\n".join(report["errors"])
+    start = _step(report, "start")
+    assert "dffn_qgis" in start["active_plugins"] and start["algorithm"]
+
+
+def test_dialog_opens_and_runs(desktop_run):
+    report, out = desktop_run["report"], desktop_run["out"]
+    assert _step(report, "dialog_open")["title"]
+    shots = _step(report, "dialog_screenshot")
+    assert shots["dialog_png"] and os.path.getsize(shots["dialog_png"]) > 10000
+    _step(report, "run_done")
+    log = open(os.path.join(out, "dialog_log.txt"), encoding="utf-8").read()
+    assert "torch" in log and "device 'cpu'" in log
+    for name in ("demo_abundances.tif", "demo_error.tif", "demo_endmembers.csv", "demo_report.html",
+                 "demo_report.png"):
+        assert os.path.exists(os.path.join(out, "outputs", name)), name
+
+
+def test_project_holds_one_styled_layer_per_endmember_in_a_group(desktop_run):
+    out = desktop_run["out"]
+    tree = json.load(open(os.path.join(out, "layer_tree.json"), encoding="utf-8"))
+    groups = [c for c in tree["tree"]["children"] if "group" in c]
+    assert [g["group"] for g in groups] == ["DFFN demo"]
+    layers = [c["layer"] for c in groups[0]["children"]]
+    abundance = [lay for lay in layers if lay["role"] == "abundance"]
+    assert [lay["name"] for lay in abundance] == ["demo - endmember {}".format(i + 1)
+                                                   for i in range(N_ENDMEMBERS)]
+    for i, lay in enumerate(abundance):
+        assert lay["valid"] and lay["band_count"] == 1 and lay["renderer"] == "singlebandpseudocolor"
+        assert (lay["min"], lay["max"]) == (0.0, 1.0)
+        assert lay["crs"] == "EPSG:32633"
+        assert lay["checked"] == (i == 0)  # the first endmember is shown, the others a tick away
+    assert [lay["name"] for lay in layers if lay["role"] == "error"] == ["demo - reconstruction error"]
+    # the input, plus the group's layers: the multi-band stack is not loaded a second time
+    top_layers = [c["layer"] for c in tree["tree"]["children"] if "layer" in c]
+    assert [lay["name"] for lay in top_layers] == ["demo"]
+    assert tree["layer_count"] == 1 + N_ENDMEMBERS + 1
+
+
+def test_plot_dock_is_visible(desktop_run):
+    report, out = desktop_run["report"], desktop_run["out"]
+    docks = _step(report, "result")["docks"]
+    assert len(docks) == 1
+    dock = docks[0]
+    assert dock["visible"] and dock["has_image"]
+    assert dock["png"] == os.path.join(out, "outputs", "demo_report.png")
+    assert os.path.getsize(os.path.join(out, "result.png")) > 20000
+
+
+def test_background_task_from_the_plugin_action(desktop_run):
+    report, out = desktop_run["report"], desktop_run["out"]
+    started = _step(report, "task_started")
+    assert started["prepared"] and started["description"] == "DFFN unmixing of demo"
+    done = _step(report, "task_done")
+    assert done["error"] is None, done
+    assert done["loaded"] == ["demo - endmember 1", "demo - endmember 2", "demo - reconstruction error"]
+    tree = json.load(open(os.path.join(out, "layer_tree_after_task.json"), encoding="utf-8"))
+    groups = [c["group"] for c in tree["tree"]["children"] if "group" in c]
+    assert sorted(groups) == ["DFFN demo", "DFFN demo (2)"]
+    assert tree["plot_docks"][0]["png"].startswith(os.path.join(out, "action_outputs"))
