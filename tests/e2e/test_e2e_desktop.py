@@ -27,8 +27,8 @@ N_ENDMEMBERS = 3
 # Small enough for a 2-core machine. DFFN_E2E_DOCS=1 makes the bigger, better trained run whose
 # screenshots illustrate docs/QGIS.md.
 DOCS = os.environ.get("DFFN_E2E_DOCS") == "1"
-SIZE, BANDS = (48, 60) if DOCS else (32, 30)
-PARAMS = {"N_ENDMEMBERS": N_ENDMEMBERS, "EPOCHS": 200 if DOCS else 40, "STARTS": 1, "START_EPOCHS": 0,
+SIZE, BANDS = (40, 60) if DOCS else (32, 30)
+PARAMS = {"N_ENDMEMBERS": N_ENDMEMBERS, "EPOCHS": 120 if DOCS else 40, "STARTS": 1, "START_EPOCHS": 0,
           "PATIENCE": 0, "DEVICE": 1, "PRECISION": 1}
 
 
