@@ -42,10 +42,15 @@ _MAX_KEPT_RUNS = 20
 
 
 def _raster_type_hint():
-    hint = getattr(QgsProcessingUtils.LayerHint, "Raster", None)
-    if hint is None:  # pragma: no cover - QGIS 4
-        from qgis.core import Qgis
-        hint = Qgis.ProcessingLayerHint.Raster  # noqa
+    """QgsProcessingUtils.LayerHint.Raster, or None where this QGIS names it differently."""
+    hints = getattr(QgsProcessingUtils, "LayerHint", None)
+    hint = getattr(hints, "Raster", None) if hints is not None else None
+    if hint is None:  # pragma: no cover - newer QGIS: Qgis.ProcessingLayerHint
+        try:
+            from qgis.core import Qgis
+            hint = Qgis.ProcessingLayerHint.Raster
+        except AttributeError:
+            hint = None
     return hint
 
 
@@ -65,7 +70,9 @@ def register_layers_to_load(context, input_name, stack, abundances, endmember_na
         for i, (path, em_name) in enumerate(zip(abundances, endmember_names)):
             details = QgsProcessingContext.LayerDetails(
                 "{} - {}".format(input_name, em_name), project, "OUTPUT_LAYERS")
-            details.layerTypeHint = _raster_type_hint()
+            hint = _raster_type_hint()
+            if hint is not None:
+                details.layerTypeHint = hint
             _set_group(details, run, i)
             processor = AbundancePostProcessor(run, i, details.name)
             run.keep(processor)

@@ -379,11 +379,7 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
         folder = self.parameterAsFileOutput(parameters, self.ABUNDANCE_FOLDER, context)
         csv_path = self.parameterAsFileOutput(parameters, self.ENDMEMBERS, context)
         html_path = self.parameterAsFileOutput(parameters, self.PLOT, context)
-        for target in (stack, error, csv_path, html_path):
-            parent = os.path.dirname(target)
-            if parent:
-                os.makedirs(parent, exist_ok=True)
-        os.makedirs(folder, exist_ok=True)
+        folder_is_new = not os.path.isdir(folder)
 
         plan = OutputPlan(
             stack=stack,
@@ -412,9 +408,14 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
         try:
             summary = unmix_file(path, plan, params, bands=bands, monitor=monitor)
         except Cancelled as exc:
+            _remove_if_empty(folder, folder_is_new)
             raise QgsProcessingException(_tr("Cancelled: {}; no output was written.").format(exc))
         except InputError as exc:
+            _remove_if_empty(folder, folder_is_new)
             raise QgsProcessingException(str(exc))
+        except Exception:
+            _remove_if_empty(folder, folder_is_new)
+            raise
 
         record = getattr(summary, "record", {}) or {}
         feedback.pushInfo(_tr("Done in {:.1f} s on device '{}' with torch {}").format(
@@ -439,3 +440,12 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
             self.PLOT: paths.get("report_html", html_path),
             self.ERROR: paths.get("error", error),
         }
+
+
+def _remove_if_empty(folder, created_by_us):
+    """A failed or cancelled run leaves no empty abundance folder of its own making behind."""
+    if created_by_us:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass
