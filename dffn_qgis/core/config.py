@@ -21,6 +21,8 @@ class DFFNParams:
     weight_decay: float = 1e-6
     lr_step: int = 245            # StepLR step size (epochs)
     lr_gamma: float = 0.9
+    schedule: str = "step"        # "step" (StepLR, as published) or "cosine" (to zero at ``epochs``)
+    eem_lr: float = 0.0           # learning rate of the endmember module (0: same as ``lr``)
     starts: int = 1               # short starts tried; the lowest-loss one is trained on
     start_epochs: int = 0         # epochs each start gets before the pick (0: no pick)
     patience: int = 0             # stop when the best loss has not improved for this many epochs (0: never)
@@ -59,6 +61,10 @@ class DFFNParams:
             raise InputError(f"padding must be >= 0 (got {self.padding})")
         if self.lr <= 0:
             raise InputError(f"the learning rate must be positive (got {self.lr})")
+        if self.schedule not in ("step", "cosine"):
+            raise InputError(f"schedule must be step or cosine (got {self.schedule!r})")
+        if self.eem_lr < 0:
+            raise InputError(f"eem_lr must be >= 0 (got {self.eem_lr})")
         if self.precision not in ("float32", "bfloat16", "auto"):
             raise InputError(f"precision must be float32, bfloat16 or auto (got {self.precision!r})")
         if min(self.a, self.b, self.c) < 0:

@@ -41,8 +41,14 @@ class _Run:
 
     def __init__(self, params: DFFNParams, n_bands: int, n_pixels: int, device: torch.device):
         self.model = DFFN(n_bands, params.n_endmembers, n_pixels, params.kernel, params.padding).to(device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, params.lr_step, params.lr_gamma)
+        m = self.model
+        groups = [{"params": [*m.aem.parameters(), *m.decoder.parameters()]},
+                  {"params": m.eem.parameters(), "lr": params.eem_lr or params.lr}]
+        self.optimizer = torch.optim.Adam(groups, lr=params.lr, weight_decay=params.weight_decay)
+        if params.schedule == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, params.epochs)
+        else:
+            self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, params.lr_step, params.lr_gamma)
         self.best_loss = math.inf
         self.best_state = None
         self.best_epoch = -1
