@@ -1,13 +1,16 @@
 """Command line: ``python -m dffn_qgis unmix ...`` and ``python -m dffn_qgis evaluate ...``.
 
-Bad input ends with one line on stderr and exit code 2; Ctrl-C cancels cleanly (exit 130) and
-leaves no partial outputs.
+Bad input ends with one line on stderr and exit code 2 (argument errors included; a file
+system error while writing, such as a full disk, too); Ctrl-C cancels cleanly (exit 130) and
+leaves no partial outputs. Any other failure is a fault of the program: one line and exit code 1,
+with the traceback only when the environment variable ``DFFN_DEBUG`` is set.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -17,15 +20,25 @@ from typing import List, Optional, Sequence
 from .config import DEFAULT_PRESET, PRESETS, params_for
 from .errors import Cancelled, InputError
 
-EXIT_INPUT, EXIT_CANCELLED = 2, 130
+EXIT_FAULT, EXIT_INPUT, EXIT_CANCELLED = 1, 2, 130
+MAX_ENDMEMBERS = 100      # the QGIS algorithm's bound too; more is a typo, not a request
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (no usage block), exit code 2."""
+
+    def error(self, message):
+        self.exit(EXIT_INPUT, f"dffn: error: {' '.join(str(message).split())} "
+                              f"(see {self.prog} --help)\n")
 
 
 class ProgressBar:
     """A one-line progress bar on stderr (plain lines every 10% when stderr is not a terminal)."""
 
-    def __init__(self, stream=sys.stderr, enabled: bool = True):
-        self.stream, self.enabled = stream, enabled
-        self.tty = stream.isatty()
+    def __init__(self, stream=None, enabled: bool = True):
+        # sys.stderr looked up now, not at import: it may have been redirected since
+        self.stream, self.enabled = stream if stream is not None else sys.stderr, enabled
+        self.tty = self.stream.isatty()
         self.last_decile = -1
         self.t0 = time.perf_counter()
 
@@ -65,7 +78,7 @@ def _band_list(text: str) -> List[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m dffn_qgis",
         description="DFFN hyperspectral unmixing (Tao et al., IEEE TGRS 2024) on any raster GDAL reads.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -126,6 +139,8 @@ def _run_unmix(args) -> int:
 
     if args.endmembers < 2:
         raise InputError(f"--endmembers must be at least 2 (got {args.endmembers})")
+    if args.endmembers > MAX_ENDMEMBERS:
+        raise InputError(f"--endmembers must be at most {MAX_ENDMEMBERS} (got {args.endmembers})")
     params = params_for(args.preset, n_endmembers=args.endmembers, device=args.device, seed=args.seed,
                         epochs=args.epochs, lr=args.lr, starts=args.starts, start_epochs=args.start_epochs,
                         patience=args.patience, w=args.w, kernel=args.kernel,
@@ -134,6 +149,7 @@ def _run_unmix(args) -> int:
     source = Path(args.input)
     if not source.exists():
         raise InputError(f"input file not found: {source}")
+    _check_band_count(str(source), args.bands, args.endmembers)
     plan = plan_outputs(args.output_dir, args.prefix or source.stem)
     bar = ProgressBar(enabled=not args.quiet)
     cancel = {"asked": False}
@@ -156,6 +172,26 @@ def _run_unmix(args) -> int:
     return 0
 
 
+def _check_band_count(path: str, bands, endmembers: int) -> None:
+    """Refuse too many endmembers for the bands before the image is read (a cheap look)."""
+    if path.lower().endswith(".mat"):
+        return                                   # the reader and check_scene see to it
+    from .raster_io import open_raster, validate_band_list
+    ds = open_raster(path)
+    count = ds.RasterCount
+    ds = None  # noqa: F841  (closes the file)
+    have = f"the image has {count}"
+    if bands:
+        count = len(validate_band_list(bands, count, path))
+        have = f"{count} were chosen"
+    if count < endmembers + 1:
+        raise InputError(f"{endmembers} endmembers need at least {endmembers + 1} bands; {have}")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def _run_evaluate(args) -> int:
     from .metrics import evaluate_output_dir, format_report
 
@@ -175,3 +211,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Cancelled:
         print("\ndffn: cancelled; no outputs were written", file=sys.stderr)
         return EXIT_CANCELLED
+    except OSError as exc:                       # full disk, folder gone, ... while writing
+        where = f" to {args.output_dir}" if getattr(args, "output_dir", None) else ""
+        print(f"dffn: error: {_one_line(exc)}; no output was written{where}", file=sys.stderr)
+        return EXIT_INPUT
+    except FloatingPointError as exc:            # the training loss became NaN or infinite
+        print(f"dffn: error: {_one_line(exc)}; try a lower --lr or mask extreme values "
+              f"as nodata; no output was written", file=sys.stderr)
+        return EXIT_INPUT
+    except MemoryError:
+        print("dffn: error: not enough memory; choose fewer bands or a smaller image; "
+              "no output was written", file=sys.stderr)
+        return EXIT_FAULT
+    except Exception as exc:                     # a fault of the program, not of the input
+        if os.environ.get("DFFN_DEBUG"):
+            raise
+        print(f"dffn: internal error: {type(exc).__name__}: {_one_line(exc)}; no output was "
+              f"written (set DFFN_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_FAULT

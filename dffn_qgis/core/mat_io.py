@@ -16,7 +16,8 @@ import numpy as np
 
 from .errors import InputError
 from .progress import Monitor, as_monitor
-from .raster_io import negative_values_note, scale_to_unit_max, scaling_record, validate_band_list
+from .raster_io import (extreme_values_note, negative_values_note, scale_to_unit_max, scaling_record,
+                        validate_band_list)
 from .scene import Scene
 
 _SIZE_KEYS = (("nrow", "ncol"), ("h", "w"), ("nr", "nc"), ("rows", "cols"), ("nrows", "ncols"))
@@ -151,9 +152,9 @@ def read_mat_scene(path, bands: Optional[Sequence[int]] = None,
     del cube64
     monitor.progress(0.5, "matrix read")
     divisor = scale_to_unit_max(cube, valid, path)
-    negative = negative_values_note(cube, valid)
-    if negative:
-        notes.append(negative)
+    for note in (extreme_values_note(cube, valid, path), negative_values_note(cube, valid)):
+        if note:
+            notes.append(note)
     monitor.progress(1.0, "image read")
     return Scene(data=cube, valid=valid, wavelengths=None, wavelength_units=None,
                  band_indices=numbers, band_names=[f"band {b}" for b in numbers],

@@ -13,6 +13,7 @@ import csv
 import html
 import json
 import os
+import re
 import secrets
 import tempfile
 from dataclasses import dataclass
@@ -259,9 +260,28 @@ def _gdal_errors() -> Iterator[List[str]]:
         gdal.PopErrorHandler()
 
 
+_PART_NAME = re.compile(r"^\.(.+)\.part-[0-9a-f]+$")
+_LOW_SPACE = 1024 * 1024      # bytes free below which a failed write is put down to a full disk
+
+
 def _raise_on(errors: List[str], path, what: str) -> None:
     if errors:
-        raise OSError(f"GDAL failed to {what} {path}: {errors[-1]}")
+        path = Path(path)
+        match = _PART_NAME.match(path.name)
+        shown = path.with_name(match.group(1)) if match else path     # the name the user gave
+        raise OSError(f"GDAL failed to {what} {shown}: {errors[-1]}{_disk_full_hint(path.parent)}")
+
+
+def _disk_full_hint(folder: Path) -> str:
+    """``' (No space left on device: 4 kB free)'`` when the folder's file system is (nearly) full."""
+    try:
+        stats = os.statvfs(folder)
+    except (OSError, AttributeError):     # no statvfs on Windows
+        return ""
+    free = stats.f_bavail * stats.f_frsize
+    if free >= _LOW_SPACE:
+        return ""
+    return f" (No space left on device: {free // 1024} kB free)"
 
 
 def write_geotiff(path, maps: np.ndarray, scene: Scene, descriptions: List[str],

@@ -528,6 +528,35 @@ def scaling_record(scales: Sequence[float], offsets: Sequence[float], divisor: f
             "divisor": float(divisor), "rule": SCALING_RULE}
 
 
+_OUTLIER_RATIO = 1e3      # largest value / 99th percentile above which the log warns
+_UNDERFLOW = 1e-15        # 99th percentile (after scaling) below which float32 training fails
+_SAMPLE = 200_000         # values looked at for the percentile
+
+
+def extreme_values_note(cube: np.ndarray, valid: np.ndarray, source: str) -> Optional[str]:
+    """After scaling: a note when a few huge values squash the rest of the image towards 0.
+
+    Raises :class:`InputError` when the bulk of the image would fall below what float32 training
+    can resolve (a single value 1e30 in reflectance data), because the result would be noise.
+    """
+    index = np.flatnonzero(valid)
+    if index.size == 0:
+        return None
+    per_band = max(1, _SAMPLE // max(1, cube.shape[0]))
+    index = index[::max(1, index.size // per_band)]
+    sample = np.abs(cube.reshape(cube.shape[0], -1)[:, index])
+    p99 = float(np.percentile(sample, 99))
+    if p99 == 0.0 or p99 * _OUTLIER_RATIO >= 1.0:
+        return None
+    if p99 < _UNDERFLOW:
+        raise InputError(f"{source}: a few extreme values (the largest is {1.0 / p99:.3g} times "
+                         f"the 99th percentile) leave nothing of the rest of the image after "
+                         f"scaling; mask them as nodata or fix the file")
+    return (f"The largest valid value is {1.0 / p99:.3g} times the 99th percentile: a few extreme "
+            f"values squash the rest of the image towards 0 after scaling; if they are errors, "
+            f"mask them as nodata.")
+
+
 def negative_values_note(cube: np.ndarray, valid: np.ndarray) -> Optional[str]:
     """A note on negative valid values (kept as they are), or None."""
     count, low = 0, 0.0
@@ -616,9 +645,10 @@ def _read_dataset(ds, path: str, bands, use_bbl: bool, monitor: Monitor) -> Scen
 
     monitor.check()
     divisor = scale_to_unit_max(read.cube, valid, path)
-    negative = negative_values_note(read.cube, valid)
-    if negative:
-        notes.append(negative)
+    for note in (extreme_values_note(read.cube, valid, path),
+                 negative_values_note(read.cube, valid)):
+        if note:
+            notes.append(note)
 
     all_wavelengths, units = find_wavelengths(ds, header, notes)
     wavelengths = None
