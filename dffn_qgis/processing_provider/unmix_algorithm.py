@@ -312,6 +312,7 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
 
     def params_from(self, parameters, context):
         """The run's :class:`DFFNParams`: the preset with every set parameter applied."""
+        from ..core.checks import check_params
         from ..core.config import params_for
         from ..core.errors import InputError
 
@@ -337,7 +338,7 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
         if "kernel" in overrides and "padding" not in overrides:
             overrides["padding"] = overrides["kernel"] // 2
         try:
-            return preset, params_for(preset, **overrides)
+            return preset, check_params(params_for(preset, **overrides))
         except InputError as exc:
             raise QgsProcessingException(str(exc))
 
@@ -373,6 +374,7 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
         path = self.input_path(layer)
         bands = self.parameterAsInts(parameters, self.BANDS, context) or None
         preset, params = self.params_from(parameters, context)
+        _check_band_count(layer, bands, params.n_endmembers)
 
         stack = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         error = self.parameterAsOutputLayer(parameters, self.ERROR, context)
@@ -406,16 +408,17 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
         # The core writes every output under a temporary name and renames them all at the end,
         # so a cancelled or failed run leaves no half-written file behind.
         try:
-            summary = unmix_file(path, plan, params, bands=bands, monitor=monitor)
+            with _global_state_kept():
+                summary = unmix_file(path, plan, params, bands=bands, monitor=monitor)
         except Cancelled as exc:
             _remove_if_empty(folder, folder_is_new)
             raise QgsProcessingException(_tr("Cancelled: {}; no output was written.").format(exc))
         except InputError as exc:
             _remove_if_empty(folder, folder_is_new)
             raise QgsProcessingException(str(exc))
-        except Exception:
+        except Exception as exc:
             _remove_if_empty(folder, folder_is_new)
-            raise
+            raise QgsProcessingException(_fault_message(exc, feedback))
 
         record = getattr(summary, "record", {}) or {}
         feedback.pushInfo(_tr("Done in {:.1f} s on device '{}' with torch {}").format(
@@ -440,6 +443,70 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
             self.PLOT: paths.get("report_html", html_path),
             self.ERROR: paths.get("error", error),
         }
+
+
+def _check_band_count(layer, bands, endmembers):
+    """Too many endmembers for the bands: refused before the image is read."""
+    from ..core.errors import InputError
+    from ..core.raster_io import validate_band_list
+
+    count = layer.bandCount()
+    if bands:
+        try:
+            count = len(validate_band_list(bands, count, layer.name()))
+        except InputError as exc:
+            raise QgsProcessingException(str(exc))
+    if 0 < count < endmembers + 1:
+        raise QgsProcessingException(_tr(
+            "{} endmembers need at least {} bands; {} {}").format(
+            endmembers, endmembers + 1, count,
+            _tr("bands were chosen") if bands else _tr("bands in the image")))
+
+
+def _one_line(exc):
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _fault_message(exc, feedback):
+    """One line for an exception the engine did not raise on purpose; the traceback goes to the
+    Log Messages panel (DFFN tab), not in front of the user."""
+    import traceback
+    from qgis.core import Qgis, QgsMessageLog
+
+    details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    QgsMessageLog.logMessage(details, "DFFN", Qgis.Critical)
+    if isinstance(exc, OSError):
+        return _tr("{}; no output was written.").format(_one_line(exc))
+    if isinstance(exc, FloatingPointError):
+        return _tr("{}; try a lower learning rate or mask extreme values as nodata; no output was "
+                   "written.").format(_one_line(exc))
+    if isinstance(exc, MemoryError):
+        return _tr("Not enough memory; choose fewer bands or a smaller image; no output was written.")
+    return _tr("DFFN stopped on an unexpected error ({}: {}); no output was written. The details "
+               "are in the Log Messages panel, DFFN tab.").format(type(exc).__name__, _one_line(exc))
+
+
+class _global_state_kept:
+    """Random generator states of torch and numpy as they were before the run (QGIS's Python is
+    shared with other plugins; the engine seeds them). Torch's thread count is restored by the
+    engine itself."""
+
+    def __enter__(self):
+        import numpy as np
+        import torch
+        self._torch = torch.random.get_rng_state()
+        self._numpy = np.random.get_state()
+        self._threads = torch.get_num_threads()
+        return self
+
+    def __exit__(self, *exc_info):
+        import numpy as np
+        import torch
+        torch.random.set_rng_state(self._torch)
+        np.random.set_state(self._numpy)
+        if torch.get_num_threads() != self._threads:
+            torch.set_num_threads(self._threads)
+        return False
 
 
 def _remove_if_empty(folder, created_by_us):
