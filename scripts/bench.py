@@ -75,17 +75,21 @@ def samson_table(rows):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--presets", default="fast,paper")
-    ap.add_argument("--seeds", default="1,2,3,4,5")
+    ap.add_argument("--seeds", default="1,2,3,4,5", help="seeds of the fast preset and the baseline on Samson")
+    ap.add_argument("--paper-seeds", default="1,2,3,4,5", help="seeds of the paper preset (about 10 min each)")
+    ap.add_argument("--synthetic-seeds", default="1,2", help="seeds of each method on each synthetic scene")
     ap.add_argument("--no-synthetic", action="store_true")
     ap.add_argument("--reuse", action="store_true", help="take cached runs from .bench/ instead of repeating them")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
+    paper_seeds = [int(s) for s in args.paper_seeds.split(",")]
+    synthetic_seeds = [int(s) for s in args.synthetic_seeds.split(",")]
     presets = [p for p in args.presets.split(",") if p]
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d")
 
-    doc = ["# Benchmarks", "",
-           f"Written by `make bench` (`{Path(sys.executable).name} scripts/bench.py "
-           f"{' '.join(sys.argv[1:])}`.strip()) on {started}.", "",
+    command = " ".join(["python scripts/bench.py", *sys.argv[1:]])
+    doc = ["",
+           f"Written by `make bench` (this run: `{command}`) on {started}.", "",
            f"Machine: {platform.machine()}, {_cpu_name()}, {_cores()} cores, {platform.platform()}; "
            f"Python {platform.python_version()}, torch {_torch_version()}; CPU only.", "",
            "Each run is a separate process: time is the unmixing itself (FFM + training + inference, "
@@ -97,7 +101,7 @@ def main():
     if SAMSON.exists():
         for preset in presets:
             rows = [run(f"samson-{preset}-seed{s}", ["samson", "--preset", preset, "--seed", str(s)], args.reuse)
-                    for s in seeds]
+                    for s in (paper_seeds if preset == "paper" else seeds)]
             doc += [f"## Samson, preset `{preset}`", "", *samson_table(rows), ""]
         vca = [run(f"samson-vca-seed{s}", ["samson", "--method", "vca", "--seed", str(s)], args.reuse)
                for s in seeds]
@@ -118,7 +122,7 @@ def main():
             base += ["--pure"] if sc["pure"] else []
             for method in ("dffn", "vca"):
                 rows = [run(f"{sc['name']}-{method}-seed{s}", base + ["--method", method, "--seed", str(s)],
-                            args.reuse) for s in seeds[:3]]
+                            args.reuse) for s in synthetic_seeds]
                 med = lambda k: statistics.median(r[k] for r in rows)  # noqa: E731
                 label = "DFFN fast" if method == "dffn" else "VCA + FCLS"
                 doc.append(f"| {sc['name']} | {sc['height']} x {sc['width']} | {sc['bands']} | {sc['endmembers']} | "
@@ -126,8 +130,21 @@ def main():
                            f"{med('seconds'):.1f} | {fmt_rad_deg(med('mean_sad_rad'))} | {med('mean_rmse'):.4f} | "
                            f"{max(r['mean_sad_rad'] for r in rows):.4f} |")
         doc.append("")
-    DOC.write_text("\n".join(doc) + "\n")
+    write_doc("\n".join(doc[1:]).strip())
     print(f"bench: wrote {DOC}")
+
+
+START, END = "<!-- bench:start (written by make bench) -->", "<!-- bench:end -->"
+
+
+def write_doc(generated: str) -> None:
+    """Replace the generated part of docs/BENCHMARKS.md, keeping the hand-written text around it."""
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n" + START + "\n" + END + "\n"
+    if START not in text or END not in text:
+        text = "# Benchmarks\n\n" + START + "\n" + END + "\n"
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    DOC.write_text(head + START + "\n" + generated + "\n" + END + tail)
 
 
 def _cpu_name():

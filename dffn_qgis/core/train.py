@@ -1,4 +1,4 @@
-"""Training DFFN on one image: several short starts, the lowest-loss one trained to convergence.
+"""Training DFFN on one image, optionally from several short starts (the lowest-loss one trained on).
 
 With ``starts=1`` and ``patience=0`` this is the reference procedure: Adam + StepLR for a fixed
 number of epochs, the state of the lowest-loss epoch kept (in memory) and evaluated in eval mode.

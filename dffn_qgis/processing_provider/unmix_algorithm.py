@@ -213,8 +213,8 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
             _tr("Number of endmembers: how many materials to separate (at least 2)."),
             _tr("Bands: optional subset of bands to use (for example without water absorption bands); "
                 "empty uses all bands."),
-            _tr("Preset: 'fast' trains several short starts and stops when the loss no longer "
-                "improves ({} epochs at most); 'paper' is the published setting ({} epochs, one start)."
+            _tr("Preset: 'fast' uses a learning-rate schedule that converges sooner and stops when the "
+                "loss no longer improves ({} epochs at most); 'paper' is the published setting ({} epochs)."
                 ).format(fast.epochs, paper.epochs),
             _tr("Device: 'auto' uses a CUDA GPU when torch sees one, otherwise the CPU; 'cuda' fails "
                 "if there is no GPU."),
