@@ -76,6 +76,11 @@ def test_bad_input(name, tmp_path, capfd):
     (["--kernel", "4"], "kernel size must be an odd number"),
     (["--w", "nan"], "w must lie in [0, 1]"),
     (["--starts", "0"], "starts must be at least 1"),
+    (["--lr", "nan"], "lr must be a finite number"),
+    (["--lr", "inf"], "lr must be a finite number"),
+    (["--a", "nan"], "a must be a finite number"),
+    (["--seed", str(2 ** 70)], "the seed must fit in 64 bits"),
+    (["--patience", "-1"], "patience must be >= 0"),
     (["--endmembers", "three"], "invalid int value"),
 ])
 def test_bad_parameter(args, fragment, good_tif, tmp_path, capfd):

@@ -26,8 +26,14 @@ def check_params(params: DFFNParams) -> DFFNParams:
         value = getattr(params, name)
         if not math.isfinite(value):
             raise InputError(f"{name} must be a finite number (got {value})")
-    if params.weight_decay < 0:
-        raise InputError(f"weight_decay must be >= 0 (got {params.weight_decay})")
+    for name, high in (("lr", 10.0), ("eem_lr", 10.0), ("weight_decay", 1.0), ("min_delta", 1.0),
+                       ("a", 1e6), ("b", 1e6), ("c", 1e6)):
+        if getattr(params, name) > high:       # beyond this torch overflows (value cannot be
+            raise InputError(f"{name} must be at most {high:g} "   # converted to float)
+                             f"(got {getattr(params, name)})")
+    if params.weight_decay < 0 or params.min_delta < 0:
+        raise InputError(f"weight_decay and min_delta must be >= 0 "
+                         f"(got {params.weight_decay}, {params.min_delta})")
     if params.lr_step < 1:
         raise InputError(f"lr_step must be at least 1 epoch (got {params.lr_step})")
     if not 0.0 <= params.lr_gamma <= 1.0:

@@ -511,6 +511,10 @@ def scale_to_unit_max(cube: np.ndarray, valid: np.ndarray, source: str) -> float
     if vmax <= 0:
         raise InputError(f"{source}: the largest valid value is {vmax:g}; the method needs "
                          f"positive, reflectance-like values")
+    if -vmin / vmax > _F32_MAX:
+        raise InputError(f"{source}: the most negative valid value ({vmin:g}) is beyond the float32 "
+                         f"range once divided by the largest one ({vmax:g}); the method needs "
+                         f"reflectance-like values")
     for band in cube:
         band /= np.float32(vmax)
     return vmax
