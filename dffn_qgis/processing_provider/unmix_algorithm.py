@@ -308,7 +308,27 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
         missing = deps.missing_dependencies()
         if missing:
             return False, deps.install_hint(missing)
-        return super().checkParameterValues(parameters, context)
+        ok, message = super().checkParameterValues(parameters, context)
+        if not ok:
+            # QGIS says "... not found" for any file it cannot load; the reader says why
+            message = self._input_problem(parameters, context) or message
+        return ok, message
+
+    def _input_problem(self, parameters, context):
+        """Why the INPUT path given as text cannot be read, or None."""
+        value = parameters.get(self.INPUT)
+        if not isinstance(value, str) or not value.strip():
+            return None
+        if self.parameterAsRasterLayer(parameters, self.INPUT, context) is not None:
+            return None
+        from ..core.errors import InputError
+        from ..core.raster_io import open_raster
+        try:
+            ds = open_raster(value)
+        except InputError as exc:
+            return str(exc)
+        ds = None  # noqa: F841  (closes the file)
+        return None
 
     def params_from(self, parameters, context):
         """The run's :class:`DFFNParams`: the preset with every set parameter applied."""
