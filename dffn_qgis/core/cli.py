@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder for the outputs (created if missing; existing files are replaced only "
                         "when the run succeeds)")
     u.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
-                   help="'fast' (default): cosine learning-rate schedule, at most 500 epochs, stops when converged; "
+                   help="'fast' (default): cosine learning-rate schedule, at most 600 epochs, stops when converged; "
                         "'paper': the published setting (1500 epochs, one start)")
     u.add_argument("--device", default=None, metavar="DEV",
                    help="auto (default: CUDA when available, else CPU), cpu, cuda or cuda:N")

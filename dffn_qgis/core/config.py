@@ -81,7 +81,7 @@ PRESETS = {
     # paper's epochs, and a stop once the loss no longer improves. Chosen by measurement on Samson
     # and synthetic scenes (docs/BENCHMARKS.md); several short starts did not pay for themselves
     # there (``--starts`` keeps the option).
-    "fast": DFFNParams(epochs=500, lr=3e-3, schedule="cosine", patience=60, min_delta=1e-3, precision="auto"),
+    "fast": DFFNParams(epochs=600, lr=3e-3, schedule="cosine", patience=60, min_delta=1e-3, precision="auto"),
 }
 
 DEFAULT_PRESET = "fast"
