@@ -66,6 +66,12 @@ def ok(path):
     return write(path, cube())
 
 
+def mostly_empty_bands(path):
+    data = cube()
+    data[2:] = -9999                              # 6 of 8 bands hold only nodata: dropped
+    return write(path, data, nodata=-9999)
+
+
 def all_nodata(path):
     return write(path, np.full((BANDS, H, W), -9999, np.float32), nodata=-9999)
 
@@ -174,6 +180,8 @@ BAD_INPUTS = {
     "endmembers_negative": (ok, -4, "at least 2"),
     "endmembers_absurd": (ok, 100000, "at most 100"),
     "endmembers_more_than_bands": (ok, 50, "need at least 51 bands"),
+    "too_few_bands_after_dropping_empty_ones": (mostly_empty_bands, 3,
+                                                "need at least 4 bands; the image has 2 (after dropping"),
     "all_nodata": (all_nodata, 3, "no valid pixel"),
     "fewer_valid_pixels_than_needed": (few_valid, 3, "valid pixel"),
     "constant_image": (constant, 3, "constant"),

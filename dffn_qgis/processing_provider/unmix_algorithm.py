@@ -480,7 +480,7 @@ def _check_band_count(layer, bands, endmembers):
         raise QgsProcessingException(_tr(
             "{} endmembers need at least {} bands; {} {}").format(
             endmembers, endmembers + 1, count,
-            _tr("bands were chosen") if bands else _tr("bands in the image")))
+            _tr("band(s) were chosen") if bands else _tr("band(s) in the image")))
 
 
 def _one_line(exc):

@@ -40,9 +40,9 @@ QGIS_REFUSES = {
 }
 # Where the algorithm's own wording differs from the command line's.
 QGIS_WORDING = {
-    "endmembers_more_than_bands": "need at least 51 bands; 8 bands in the image",
-    "fewer_bands_than_endmembers_plus_1": "need at least 4 bands; 3 bands in the image",
-    "one_band": "need at least 3 bands; 1 bands in the image",
+    "endmembers_more_than_bands": "need at least 51 bands; 8 band(s) in the image",
+    "fewer_bands_than_endmembers_plus_1": "need at least 4 bands; 3 band(s) in the image",
+    "one_band": "need at least 3 bands; 1 band(s) in the image",
 }
 
 
@@ -91,7 +91,7 @@ def test_bad_input(name, dffn_provider, tmp_path):
 
 @pytest.mark.parametrize("extra,fragment", [
     ({"BANDS": [1, 2, 3, 99]}, "band 99 does not exist"),
-    ({"BANDS": [1, 2]}, "need at least 4 bands; 2 bands were chosen"),
+    ({"BANDS": [1, 2]}, "need at least 4 bands; 2 band(s) were chosen"),
     ({"PRESET": 7}, "PRESET"),
     ({"DEVICE": 9}, "DEVICE"),
     ({"KERNEL": 5, "PADDING": 7}, "padding must be kernel // 2"),
