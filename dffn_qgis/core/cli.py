@@ -213,8 +213,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("\ndffn: cancelled; no outputs were written", file=sys.stderr)
         return EXIT_CANCELLED
     except OSError as exc:                       # full disk, folder gone, ... while writing
-        where = f" to {args.output_dir}" if getattr(args, "output_dir", None) else ""
-        print(f"dffn: error: {_one_line(exc)}; no output was written{where}", file=sys.stderr)
+        where = "; no output was written to " + str(args.output_dir) if args.command == "unmix" else ""
+        print(f"dffn: error: {_one_line(exc)}{where}", file=sys.stderr)
         return EXIT_INPUT
     except FloatingPointError as exc:            # the training loss became NaN or infinite
         print(f"dffn: error: {_one_line(exc)}; try a lower --lr or mask extreme values "
