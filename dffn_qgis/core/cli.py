@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from .checks import MAX_ENDMEMBERS, check_params
-from .config import DEFAULT_PRESET, PRESETS, params_for
+from .config import DEFAULT_PRESET, MAX_ENDMEMBERS, PRESETS, params_for
 from .errors import Cancelled, InputError
 
 EXIT_FAULT, EXIT_INPUT, EXIT_CANCELLED = 1, 2, 130
@@ -146,7 +145,6 @@ def _run_unmix(args) -> int:
                         patience=args.patience, w=args.w, kernel=args.kernel,
                         padding=None if args.kernel is None else args.kernel // 2,
                         a=args.a, b=args.b, c=args.c, precision=args.precision, threads=args.threads)
-    check_params(params)
     source = Path(args.input)
     if not source.exists():
         raise InputError(f"input file not found: {source}")

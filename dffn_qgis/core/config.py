@@ -6,10 +6,19 @@ improves; its numbers are chosen by measurement (docs/BENCHMARKS.md).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Optional
 
 from .errors import InputError
+
+MAX_ENDMEMBERS = 100      # more is a typo, not a request (the QGIS parameter's maximum too)
+_FLOAT_FIELDS = ("lr", "weight_decay", "lr_gamma", "eem_lr", "min_delta", "w", "a", "b", "c")
+# (field, lowest, highest): beyond these torch fails deep inside with a traceback or overflows
+_RANGES = (("epochs", 1, 10 ** 7), ("starts", 1, 1000), ("start_epochs", 0, 10 ** 7),
+           ("patience", 0, 10 ** 7), ("threads", 0, 4096), ("lr_step", 1, 10 ** 7), ("ffm_block", 1, 10 ** 9),
+           ("lr", 0.0, 10.0), ("eem_lr", 0.0, 10.0), ("weight_decay", 0.0, 1.0), ("lr_gamma", 0.0, 1.0),
+           ("min_delta", 0.0, 1.0), ("w", 0.0, 1.0), ("a", 0.0, 1e6), ("b", 0.0, 1e6), ("c", 0.0, 1e6))
 
 
 @dataclass(frozen=True)
@@ -47,30 +56,31 @@ class DFFNParams:
         return asdict(self)
 
     def validate(self) -> "DFFNParams":
+        """Raise :class:`InputError` (one clear line) for any value the method cannot run with."""
         if self.n_endmembers < 2:
             raise InputError(f"the number of endmembers must be at least 2 (got {self.n_endmembers})")
-        if self.epochs < 1:
-            raise InputError(f"epochs must be at least 1 (got {self.epochs})")
-        if self.starts < 1:
-            raise InputError(f"starts must be at least 1 (got {self.starts})")
-        if not 0.0 <= self.w <= 1.0:
-            raise InputError(f"the fusion weight w must lie in [0, 1] (got {self.w})")
-        if self.kernel < 1 or self.kernel % 2 == 0:
-            raise InputError(f"the kernel size must be an odd number >= 1 (got {self.kernel})")
-        if self.padding < 0:
-            raise InputError(f"padding must be >= 0 (got {self.padding})")
+        if self.n_endmembers > MAX_ENDMEMBERS:
+            raise InputError(f"the number of endmembers must be at most {MAX_ENDMEMBERS} (got {self.n_endmembers})")
+        for name in _FLOAT_FIELDS:
+            if not math.isfinite(getattr(self, name)):
+                raise InputError(f"{name} must be a finite number (got {getattr(self, name)})")
+        for name, low, high in _RANGES:
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise InputError(f"{name} must lie in [{low:g}, {high:g}] (got {value})")
         if self.lr <= 0:
             raise InputError(f"the learning rate must be positive (got {self.lr})")
+        if self.kernel < 1 or self.kernel % 2 == 0:
+            raise InputError(f"the kernel size must be an odd number >= 1 (got {self.kernel})")
+        if self.padding != self.kernel // 2:
+            raise InputError(f"padding must be kernel // 2 = {self.kernel // 2} so that the image keeps its "
+                             f"size (got kernel {self.kernel}, padding {self.padding})")
+        if not -2 ** 63 <= self.seed < 2 ** 63:
+            raise InputError(f"the seed must fit in 64 bits (got {self.seed})")
         if self.schedule not in ("step", "cosine"):
             raise InputError(f"schedule must be step or cosine (got {self.schedule!r})")
-        if self.eem_lr < 0:
-            raise InputError(f"eem_lr must be >= 0 (got {self.eem_lr})")
         if self.precision not in ("float32", "bfloat16", "auto"):
             raise InputError(f"precision must be float32, bfloat16 or auto (got {self.precision!r})")
-        if min(self.a, self.b, self.c) < 0:
-            raise InputError("the loss weights a, b and c must be >= 0")
-        if self.ffm_block < 1:
-            raise InputError(f"ffm_block must be >= 1 (got {self.ffm_block})")
         return self
 
 

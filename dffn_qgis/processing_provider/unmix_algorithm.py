@@ -332,7 +332,6 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
 
     def params_from(self, parameters, context):
         """The run's :class:`DFFNParams`: the preset with every set parameter applied."""
-        from ..core.checks import check_params
         from ..core.config import params_for
         from ..core.errors import InputError
 
@@ -358,7 +357,7 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
         if "kernel" in overrides and "padding" not in overrides:
             overrides["padding"] = overrides["kernel"] // 2
         try:
-            return preset, check_params(params_for(preset, **overrides))
+            return preset, params_for(preset, **overrides)
         except InputError as exc:
             raise QgsProcessingException(str(exc))
 
