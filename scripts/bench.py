@@ -48,6 +48,10 @@ def run(key, argv, reuse):
     return rec
 
 
+def _loss(r):
+    return f"{r['final_loss']:.4f}" if "final_loss" in r else ""
+
+
 def fmt_rad_deg(v):
     return f"{v:.4f} ({v * 57.29578:.2f} deg)"
 
@@ -58,7 +62,7 @@ def samson_table(rows):
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| {r['seed']} | {r['seconds']:.1f} | {r['peak_mb']:.0f} | {r.get('epochs_run', '')} | "
-                     f"{r.get('final_loss', float('nan')):.4f} | {', '.join(f'{v:.4f}' for v in r['sad_rad'])} | "
+                     f"{_loss(r)} | {', '.join(f'{v:.4f}' for v in r['sad_rad'])} | "
                      f"{fmt_rad_deg(r['mean_sad_rad'])} | {', '.join(f'{v:.4f}' for v in r['rmse'])} | "
                      f"{r['mean_rmse']:.4f} | {r['ref_mean_sad_rad']:.4f} / {r['ref_mean_rmse']:.4f} | "
                      f"{r['measured']} |")

@@ -61,6 +61,17 @@ class DFFNParams:
             raise InputError(f"the number of endmembers must be at least 2 (got {self.n_endmembers})")
         if self.n_endmembers > MAX_ENDMEMBERS:
             raise InputError(f"the number of endmembers must be at most {MAX_ENDMEMBERS} (got {self.n_endmembers})")
+        if self.epochs < 1:
+            raise InputError(f"epochs must be at least 1 (got {self.epochs})")
+        if self.starts < 1:
+            raise InputError(f"starts must be at least 1 (got {self.starts})")
+        if not 0.0 <= self.w <= 1.0:
+            raise InputError(f"the fusion weight w must lie in [0, 1] (got {self.w})")
+        if self.lr <= 0:
+            raise InputError(f"the learning rate must be positive (got {self.lr})")
+        for name in ("patience", "start_epochs", "threads"):
+            if getattr(self, name) < 0:
+                raise InputError(f"{name} must be >= 0 (got {getattr(self, name)})")
         for name in _FLOAT_FIELDS:
             if not math.isfinite(getattr(self, name)):
                 raise InputError(f"{name} must be a finite number (got {getattr(self, name)})")
@@ -68,8 +79,6 @@ class DFFNParams:
             value = getattr(self, name)
             if not low <= value <= high:
                 raise InputError(f"{name} must lie in [{low:g}, {high:g}] (got {value})")
-        if self.lr <= 0:
-            raise InputError(f"the learning rate must be positive (got {self.lr})")
         if self.kernel < 1 or self.kernel % 2 == 0:
             raise InputError(f"the kernel size must be an odd number >= 1 (got {self.kernel})")
         if self.padding != self.kernel // 2:
