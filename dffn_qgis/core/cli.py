@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from .config import DEFAULT_PRESET, MAX_ENDMEMBERS, PRESETS, params_for
+from .config import DEFAULT_PRESET, PRESETS, params_for
 from .errors import Cancelled, InputError
 
 EXIT_FAULT, EXIT_INPUT, EXIT_CANCELLED = 1, 2, 130
@@ -136,10 +136,6 @@ def _run_unmix(args) -> int:
     from .pipeline import unmix_file
     from .progress import Monitor
 
-    if args.endmembers < 2:
-        raise InputError(f"--endmembers must be at least 2 (got {args.endmembers})")
-    if args.endmembers > MAX_ENDMEMBERS:
-        raise InputError(f"--endmembers must be at most {MAX_ENDMEMBERS} (got {args.endmembers})")
     params = params_for(args.preset, n_endmembers=args.endmembers, device=args.device, seed=args.seed,
                         epochs=args.epochs, lr=args.lr, starts=args.starts, start_epochs=args.start_epochs,
                         patience=args.patience, w=args.w, kernel=args.kernel,

@@ -54,9 +54,9 @@ def check_scene(scene: Scene, params: DFFNParams) -> None:
         raise InputError(f"only {scene.n_valid} valid pixel(s) in the image: {p} endmembers need at least {needed}")
 
 
-def enhanced_image(scene: Scene, Y: np.ndarray, params: DFFNParams, monitor: Monitor) -> np.ndarray:
+def enhanced_image(scene: Scene, Y: np.ndarray, params: DFFNParams, device: torch.device,
+                   monitor: Monitor) -> np.ndarray:
     """The FFM's output as an L x H x W image; invalid pixels get the mean enhanced spectrum."""
-    device, _ = resolve_device(params.device)
     fused = fuse(torch.from_numpy(Y).to(device), params.w, params.ffm_block, monitor).cpu().numpy()
     image = np.empty(scene.data.shape, dtype=np.float32)
     image[:] = fused.mean(axis=1)[:, None, None]
@@ -91,7 +91,8 @@ def unmix_scene(scene: Scene, params: DFFNParams, monitor: Optional[Monitor] = N
                  f"{params.n_endmembers} endmembers")
 
     t0 = time.perf_counter()
-    image = enhanced_image(scene, Y, params, monitor.sub(0.0, _FFM))
+    device, _ = resolve_device(params.device)
+    image = enhanced_image(scene, Y, params, device, monitor.sub(0.0, _FFM))
     t_ffm = time.perf_counter() - t0
     monitor.info(f"feature fusion (w={params.w:g}) took {t_ffm:.1f} s")
 
