@@ -221,7 +221,7 @@ def test_unexpected_exception_is_one_line_exit_1_and_the_next_run_works(good_tif
     def broken(*args, **kwargs):
         raise RuntimeError("something broke\ninside the engine")
 
-    monkeypatch.setattr(pipeline, "train", broken)
+    monkeypatch.setattr(pipeline, "train_with_cpu_fallback", broken)
     rc, _, err = run(capfd, "unmix", good_tif, "-p", 3, "-o", tmp_path / "b", *FAST)
     assert rc == 1
     assert_one_line_error(err, "RuntimeError: something broke inside the engine",
@@ -238,7 +238,7 @@ def test_non_finite_loss_is_a_clear_error(good_tif, tmp_path, capfd, monkeypatch
     def diverged(*args, **kwargs):
         raise FloatingPointError("training loss is not finite")
 
-    monkeypatch.setattr(pipeline, "train", diverged)
+    monkeypatch.setattr(pipeline, "train_with_cpu_fallback", diverged)
     rc, _, err = run(capfd, "unmix", good_tif, "-p", 3, "-o", tmp_path / "out", *FAST)
     assert rc == 2
     assert_one_line_error(err, "try a lower --lr")
@@ -265,7 +265,7 @@ def test_process_truncated_file_and_bad_argument(tmp_path):
 def test_process_internal_fault_hides_the_traceback_unless_asked(tmp_path):
     code = ("import sys; from dffn_qgis.core import cli, pipeline\n"
             "def boom(*a, **k): raise KeyError('oops')\n"
-            "pipeline.train = boom\n"
+            "pipeline.train_with_cpu_fallback = boom\n"
             "sys.exit(cli.main(sys.argv[1:]))\n")
     good = cases.ok(tmp_path / "g.tif")
     args = [sys.executable, "-c", code, "unmix", good, "-p", "3", "-o", str(tmp_path / "o"), *FAST]

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from .config import DEFAULT_PRESET, PRESETS, params_for
+from .config import DEFAULT_PRESET, METHODS, PRESETS, params_for
 from .errors import Cancelled, InputError
 
 EXIT_FAULT, EXIT_INPUT, EXIT_CANCELLED = 1, 2, 130
@@ -116,6 +116,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default=None,
                    help="training precision; auto uses bfloat16 only where the hardware has it")
     g.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    g.add_argument("--method", choices=list(METHODS), default=None,
+                   help="exact: the published method on the whole image; scalable: approximate fusion, "
+                        "training on windows, abundances tile by tile (bounded memory); auto (default): "
+                        "exact up to --exact-limit pixels")
+    g.add_argument("--exact-limit", type=int, default=None,
+                   help="pixels up to which 'auto' uses the exact method (default 40000, i.e. 200 x 200)")
+    g.add_argument("--landmarks", type=int, default=None,
+                   help="scalable path: landmark pixels of the approximate spatial similarity (first try; "
+                        "doubled until the measured error is below --ffm-tolerance)")
+    g.add_argument("--ffm-tolerance", type=float, default=None,
+                   help="scalable path: accepted relative error of the approximate spatial term (default 1e-3)")
+    g.add_argument("--train-windows", type=int, default=None, help="scalable path: training windows (default 16)")
+    g.add_argument("--window", type=int, default=None, help="scalable path: training window side (default 24)")
+    g.add_argument("--tile", type=int, default=None,
+                   help="scalable path: tile side for the abundances (default 256; smaller if memory is short)")
     u.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")
 
     e = sub.add_parser("evaluate", help="score a result folder against ground truth",
@@ -140,7 +155,10 @@ def _run_unmix(args) -> int:
                         epochs=args.epochs, lr=args.lr, starts=args.starts, start_epochs=args.start_epochs,
                         patience=args.patience, w=args.w, kernel=args.kernel,
                         padding=None if args.kernel is None else args.kernel // 2,
-                        a=args.a, b=args.b, c=args.c, precision=args.precision, threads=args.threads)
+                        a=args.a, b=args.b, c=args.c, precision=args.precision, threads=args.threads,
+                        method=args.method, exact_limit=args.exact_limit, landmarks=args.landmarks,
+                        ffm_tolerance=args.ffm_tolerance, train_windows=args.train_windows, window=args.window,
+                        tile=args.tile)
     source = Path(args.input)
     if not source.exists():
         raise InputError(f"input file not found: {source}")

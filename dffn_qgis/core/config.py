@@ -13,12 +13,16 @@ from typing import Optional
 from .errors import InputError
 
 MAX_ENDMEMBERS = 100      # more is a typo, not a request (the QGIS parameter's maximum too)
-_FLOAT_FIELDS = ("lr", "weight_decay", "lr_gamma", "eem_lr", "min_delta", "w", "a", "b", "c")
+_FLOAT_FIELDS = ("lr", "weight_decay", "lr_gamma", "eem_lr", "min_delta", "w", "a", "b", "c", "ffm_tolerance")
+METHODS = ("auto", "exact", "scalable")
+SAMSON_PIXELS = 95 * 95   # the paper's image size: the spectral kernel's reference pixel count
 # (field, lowest, highest): beyond these torch fails deep inside with a traceback or overflows
 _RANGES = (("epochs", 1, 10 ** 7), ("starts", 1, 1000), ("start_epochs", 0, 10 ** 7),
            ("patience", 0, 10 ** 7), ("threads", 0, 4096), ("lr_step", 1, 10 ** 7), ("ffm_block", 1, 10 ** 9),
            ("lr", 0.0, 10.0), ("eem_lr", 0.0, 10.0), ("weight_decay", 0.0, 1.0), ("lr_gamma", 0.0, 1.0),
-           ("min_delta", 0.0, 1.0), ("w", 0.0, 1.0), ("a", 0.0, 1e6), ("b", 0.0, 1e6), ("c", 0.0, 1e6))
+           ("min_delta", 0.0, 1.0), ("w", 0.0, 1.0), ("a", 0.0, 1e6), ("b", 0.0, 1e6), ("c", 0.0, 1e6),
+           ("spectral_pixels", 0, 10 ** 12), ("exact_limit", 0, 10 ** 12), ("landmarks", 16, 65536),
+           ("ffm_tolerance", 0.0, 1.0), ("train_windows", 1, 4096), ("window", 8, 4096), ("tile", 32, 16384))
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,15 @@ class DFFNParams:
     # fusion
     w: float = 0.5
     ffm_block: int = 2048         # pixels per block of the spatial similarity product
+    spectral_pixels: int = SAMSON_PIXELS   # band distances are scaled to this many pixels (0: raw sums)
+    # size: exact method on the whole image, or the scalable path (docs/METHOD.md, "Large images")
+    method: str = "auto"          # "auto" (exact up to ``exact_limit`` valid pixels), "exact" or "scalable"
+    exact_limit: int = 40_000     # valid pixels up to which "auto" runs the exact method
+    landmarks: int = 512          # Nystroem landmarks of the approximate spatial similarity (first try)
+    ffm_tolerance: float = 1e-3   # relative error of the approximate spatial term that is accepted
+    train_windows: int = 16       # windows the scalable path trains on
+    window: int = 24              # their side (pixels)
+    tile: int = 256               # side of the tiles abundances are computed on (scalable path)
     # loss weights
     a: float = 1.0
     b: float = 0.01
@@ -88,6 +101,8 @@ class DFFNParams:
             raise InputError(f"the seed must fit in 64 bits (got {self.seed})")
         if self.schedule not in ("step", "cosine"):
             raise InputError(f"schedule must be step or cosine (got {self.schedule!r})")
+        if self.method not in METHODS:
+            raise InputError(f"method must be one of {', '.join(METHODS)} (got {self.method!r})")
         if self.precision not in ("float32", "bfloat16", "auto"):
             raise InputError(f"precision must be float32, bfloat16 or auto (got {self.precision!r})")
         return self

@@ -32,20 +32,28 @@ class DFFN(nn.Module):
 
     def forward(self, x: torch.Tensor, valid: Optional[torch.Tensor] = None
                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``x``: 1 x L x H x W enhanced image; ``valid``: flat indices of the valid pixels or None.
+        """``x``: B x L x H x W enhanced image(s) (B = 1: the whole image; more: training windows);
+        ``valid``: flat indices of the valid pixels in (image, row, column) order, or None.
 
         Returns abundances A (P x n), first reconstruction Yhat1 (L x n), endmembers E (L x P) and
         the linear reconstruction Yhat2 = E @ A (L x n), with n the valid pixels.
         """
-        abundance_map = self.aem(x)                            # 1 x P x H x W
-        first = self.decoder(abundance_map)                    # 1 x L x H x W
-        A = abundance_map.flatten(2)[0]                        # P x N
-        Y1 = first.flatten(2)[0]                               # L x N
+        abundance_map = self.aem(x)                            # B x P x H x W
+        first = self.decoder(abundance_map)                    # B x L x H x W
+        A = _pixels_as_columns(abundance_map)                  # P x (B H W)
+        Y1 = _pixels_as_columns(first)                         # L x (B H W)
         if valid is not None:
             A, Y1 = A[:, valid], Y1[:, valid]
         E = self.eem(Y1.float())                               # L x P
         Y2 = E @ A.float()
         return A, Y1, E, Y2
+
+
+def _pixels_as_columns(maps: torch.Tensor) -> torch.Tensor:
+    """B x C x H x W -> C x (B H W), pixels in (image, row, column) order."""
+    if maps.shape[0] == 1:
+        return maps.flatten(2)[0]
+    return maps.transpose(0, 1).flatten(1)
 
 
 def spectral_angle(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

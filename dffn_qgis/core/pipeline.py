@@ -1,28 +1,28 @@
 """A whole run: read the raster, fuse features, train, write the outputs."""
 from __future__ import annotations
 
-import platform
-import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from .config import DFFNParams, preset_of
+from .config import DFFNParams
 from .device import resolve_device
-from .errors import InputError
 from .ffm import fuse
+from .memory import describe, plan_memory, refuse
 from .model import spectral_angle
 from .outputs import OutputPlan, write_outputs
 from .progress import Monitor, as_monitor
-from .raster_io import read_scene
-from .result import UnmixResult
+from .raster_io import open_raster, read_scene
+from .raster_source import ArraySource, RasterSource
+from .result import UnmixResult, sum_to_one
+from .run_record import check_scene, raw_sum_stats, run_record  # noqa: F401  (check_scene: public)
+from .scalable import unmix_source
 from .scene import Scene
-from .train import train
+from .train import train_with_cpu_fallback
 
 # Share of the progress bar each stage gets.
 _READ, _FFM, _TRAIN = 0.04, 0.10, 0.95
@@ -43,44 +43,28 @@ class RunSummary:
         return self.result.endmember_names
 
 
-def check_scene(scene: Scene, params: DFFNParams) -> None:
-    """Refuse, with a clear message, an image the method cannot unmix with these parameters."""
-    p = params.n_endmembers
-    if scene.n_bands < p + 1:
-        raise InputError(f"{p} endmembers need at least {p + 1} bands; the image has {scene.n_bands} "
-                         f"(after dropping bad bands)")
-    needed = max(p + 1, 2)
-    if scene.n_valid < needed:
-        raise InputError(f"only {scene.n_valid} valid pixel(s) in the image: {p} endmembers need at least {needed}")
-
-
 def enhanced_image(scene: Scene, Y: np.ndarray, params: DFFNParams, device: torch.device,
                    monitor: Monitor) -> np.ndarray:
     """The FFM's output as an L x H x W image; invalid pixels get the mean enhanced spectrum."""
-    fused = fuse(torch.from_numpy(Y).to(device), params.w, params.ffm_block, monitor).cpu().numpy()
+    fused = fuse(torch.from_numpy(Y).to(device), params.w, params.ffm_block, monitor,
+                 params.spectral_pixels).cpu().numpy()
     image = np.empty(scene.data.shape, dtype=np.float32)
     image[:] = fused.mean(axis=1)[:, None, None]
     image[:, scene.valid] = fused
     return image
 
 
-def sum_to_one(A: np.ndarray):
-    """Abundances scaled to sum to one per pixel (the paper's evaluation protocol).
+def unmix_scene(scene: Scene, params: DFFNParams, monitor: Optional[Monitor] = None,
+                memory_plan: Optional[dict] = None) -> UnmixResult:
+    """Unmix an in-memory scene; abundances, endmembers, error map and the run record.
 
-    The network only encourages the sum-to-one constraint (ASC term of the loss); the outputs
-    honour it, so that every abundance lies in [0, 1]. Returns the scaled abundances, the raw
-    sums and the number of pixels whose raw sum was zero (they get 1/P each).
+    The exact method, unless ``params.method`` is ``scalable`` (or ``auto`` and the image is
+    larger than ``params.exact_limit`` pixels).
     """
-    raw = A.sum(axis=0)
-    empty = raw <= 0
-    out = np.divide(A, raw, out=np.full_like(A, 1.0 / A.shape[0]), where=~empty)
-    return out.astype(np.float32), raw, int(empty.sum())
-
-
-def unmix_scene(scene: Scene, params: DFFNParams, monitor: Optional[Monitor] = None) -> UnmixResult:
-    """Unmix an in-memory scene; abundances, endmembers, error map and the run record."""
     monitor = as_monitor(monitor)
     params.validate()
+    if choose_method(scene.height * scene.width, params) == "scalable":
+        return unmix_source(ArraySource(scene), params, monitor, memory_plan=memory_plan)
     check_scene(scene, params)
     for note in scene.notes:
         monitor.info(note)
@@ -92,12 +76,19 @@ def unmix_scene(scene: Scene, params: DFFNParams, monitor: Optional[Monitor] = N
 
     t0 = time.perf_counter()
     device, _ = resolve_device(params.device)
-    image = enhanced_image(scene, Y, params, device, monitor.sub(0.0, _FFM))
+    try:
+        image = enhanced_image(scene, Y, params, device, monitor.sub(0.0, _FFM))
+    except torch.OutOfMemoryError:
+        if device.type == "cpu":
+            raise
+        torch.cuda.empty_cache()
+        monitor.info(f"out of memory on {device} in the feature fusion: computing it on the CPU instead")
+        image = enhanced_image(scene, Y, params, torch.device("cpu"), monitor.sub(0.0, _FFM))
     t_ffm = time.perf_counter() - t0
     monitor.info(f"feature fusion (w={params.w:g}) took {t_ffm:.1f} s")
 
     valid_index = None if all_valid else np.flatnonzero(valid.ravel())
-    outcome = train(image, Y, valid_index, params, monitor.sub(_FFM, 1.0))
+    outcome, params = train_with_cpu_fallback(image, Y, valid_index, params, monitor.sub(_FFM, 1.0))
     t_train = time.perf_counter() - t0 - t_ffm
 
     P = params.n_endmembers
@@ -112,49 +103,73 @@ def unmix_scene(scene: Scene, params: DFFNParams, monitor: Optional[Monitor] = N
     error = np.full(scene.valid.shape, np.nan, dtype=np.float32)
     error[valid] = angle
 
-    record = {
-        "input": scene.source,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "preset": preset_of(params) or "custom",
-        "params": params.to_dict(),
-        "seed": params.seed,
-        "device": outcome.device,
-        "device_reason": outcome.device_reason,
-        "precision": outcome.precision,
-        "precision_reason": outcome.precision_reason,
-        "size": {"rows": scene.height, "cols": scene.width, "bands": scene.n_bands, "valid_pixels": scene.n_valid},
-        "bands_used": list(scene.band_indices),
-        "wavelength_units": scene.wavelength_units,
-        "scaling": scene.scaling,
-        "scaling_rule": scene.scaling.get("rule"),
-        "epochs_run": outcome.epochs_run,
-        "stopped_early": outcome.stopped_early,
-        "start_losses": outcome.start_losses,
-        "chosen_start": outcome.chosen_start + 1,
-        "final_loss": outcome.loss,
-        "abundance_normalisation": "divided by their per-pixel sum (raw sums: mean "
-                                   f"{float(raw_sum.mean()):.3f}, min {float(raw_sum.min()):.3f}, "
-                                   f"max {float(raw_sum.max()):.3f})",
-        "mean_reconstruction_angle_rad": float(np.mean(angle)),
-        "timings": {"ffm_s": round(t_ffm, 3), "training_s": round(t_train, 3)},
-        "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__,
-                     "platform": platform.platform()},
-        "notes": list(scene.notes),
-    }
+    record = run_record(scene, params, outcome, raw_sum_stats(raw_sum), float(np.mean(angle)),
+                        {"ffm_s": round(t_ffm, 3), "training_s": round(t_train, 3)}, method="exact",
+                        extra={"memory_estimate": memory_plan} if memory_plan else None)
     return UnmixResult(abundances=abundances, endmembers=E.astype(np.float32), error=error,
                        loss=outcome.loss, history=outcome.history, record=record)
 
 
+def choose_method(n_pixels: int, params: DFFNParams) -> str:
+    """``exact`` or ``scalable``: the user's choice, or by image size for ``auto``."""
+    if params.method != "auto":
+        return params.method
+    return "exact" if n_pixels <= params.exact_limit else "scalable"
+
+
+def _planned(method: str, n_bands: int, height: int, width: int, params: DFFNParams,
+             monitor: Monitor) -> Tuple[str, DFFNParams, dict]:
+    """Estimate memory; an automatic choice of the exact method that does not fit turns scalable."""
+    device, _ = resolve_device(params.device)
+    run_params, plan = plan_memory(method, n_bands, height, width, params, device)
+    if not plan["fits"] and method == "exact" and params.method == "auto":
+        monitor.info(describe(plan) + ": too much for the exact method, using the scalable path")
+        method = "scalable"
+        run_params, plan = plan_memory(method, n_bands, height, width, params, device)
+    monitor.info(describe(plan))
+    if not plan["fits"]:
+        refuse(plan)
+    if run_params.tile != params.tile:
+        monitor.info(f"tiles of {run_params.tile} pixels so that the run fits in memory")
+    return method, run_params, plan
+
+
 def unmix_file(input_path: str, plan: OutputPlan, params: DFFNParams, bands: Optional[Sequence[int]] = None,
                monitor: Optional[Monitor] = None) -> RunSummary:
-    """Read ``input_path``, unmix it and write every output of ``plan`` (all or nothing)."""
+    """Read ``input_path``, unmix it and write every output of ``plan`` (all or nothing).
+
+    Images up to ``params.exact_limit`` pixels (or with ``method="exact"``) are read whole and
+    unmixed exactly; larger ones (or ``method="scalable"``) are read window by window on the
+    scalable path (:mod:`dffn_qgis.core.scalable`).
+    """
     monitor = as_monitor(monitor)
     params.validate()
     resolve_device(params.device)          # a wrong device fails before any work is done
     t0 = time.perf_counter()
-    scene = read_scene(str(input_path), bands=list(bands) if bands else None, monitor=monitor.sub(0.0, _READ))
-    t_read = time.perf_counter() - t0
-    result = unmix_scene(scene, params, monitor.sub(_READ, _TRAIN))
+    path = str(input_path)
+    band_list = list(bands) if bands else None
+    in_memory = path.lower().endswith(".mat")
+    if in_memory:
+        scene = read_scene(path, bands=band_list, monitor=monitor.sub(0.0, _READ))
+        n_bands, height, width = scene.shape
+    else:
+        ds = open_raster(path)
+        n_bands = len(band_list) if band_list else ds.RasterCount
+        height, width = ds.RasterYSize, ds.RasterXSize
+        ds = None  # noqa: F841  (closes it)
+    method, run_params, memory_plan = _planned(choose_method(height * width, params), n_bands, height, width,
+                                               params, monitor)
+    if method == "exact":
+        if not in_memory:
+            scene = read_scene(path, bands=band_list, monitor=monitor.sub(0.0, _READ))
+        t_read = time.perf_counter() - t0
+        result = unmix_scene(scene, run_params, monitor.sub(_READ, _TRAIN), memory_plan=memory_plan)
+    else:
+        source = (ArraySource(scene) if in_memory
+                  else RasterSource(path, bands=band_list, monitor=monitor.sub(0.0, _READ)))
+        scene = source.scene
+        t_read = time.perf_counter() - t0
+        result = unmix_source(source, run_params, monitor.sub(_READ, _TRAIN), memory_plan=memory_plan)
     t1 = time.perf_counter()
     result.record["timings"]["read_s"] = round(t_read, 3)
     paths = write_outputs(plan, scene, result, monitor.sub(_TRAIN, 1.0))

@@ -428,14 +428,8 @@ def _read_bands(ds, path: str, numbers: Sequence[int], monitor: Monitor,
         band_nonfinite = np.zeros((height, width), dtype=bool)
         for row0 in range(0, height, rows_per_block):
             rows = min(rows_per_block, height - row0)
-            raw = _read_block(band, path, number, row0, rows, width)
-            hits = nodata_hits(raw, nodata)
-            values = raw.astype(np.float64)
-            if scale != 1.0 or offset != 0.0:
-                values = values * scale + offset
-            bad_values = ~np.isfinite(values) & ~hits
-            _check_float32_range(values, hits | bad_values, path, number)
-            values[hits | bad_values] = 0.0
+            values, hits, bad_values = read_band_window(band, path, number, scale, offset, nodata,
+                                                        0, row0, width, rows)
             out.cube[position, row0:row0 + rows] = values
             band_nodata[row0:row0 + rows] = hits
             band_nonfinite[row0:row0 + rows] = bad_values
@@ -449,11 +443,26 @@ def _read_bands(ds, path: str, numbers: Sequence[int], monitor: Monitor,
     return out
 
 
-def _read_block(band, path: str, number: int, row0: int, rows: int, width: int) -> np.ndarray:
+def read_band_window(band, path: str, number: int, scale: float, offset: float, nodata: Optional[float],
+                     col0: int, row0: int, cols: int, rows: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One band's window with scale/offset applied: (values float64 with invalid set to 0,
+    nodata hits, NaN/Inf hits)."""
+    raw = _read_block(band, path, number, col0, row0, cols, rows)
+    hits = nodata_hits(raw, nodata)
+    values = raw.astype(np.float64)
+    if scale != 1.0 or offset != 0.0:
+        values = values * scale + offset
+    bad_values = ~np.isfinite(values) & ~hits
+    _check_float32_range(values, hits | bad_values, path, number)
+    values[hits | bad_values] = 0.0
+    return values, hits, bad_values
+
+
+def _read_block(band, path: str, number: int, col0: int, row0: int, cols: int, rows: int) -> np.ndarray:
     try:
         with _quiet_gdal():
             gdal.ErrorReset()
-            raw = band.ReadAsArray(0, row0, width, rows)
+            raw = band.ReadAsArray(col0, row0, cols, rows)
     except RuntimeError:
         raw = None
     if raw is None:
@@ -496,15 +505,26 @@ def scale_to_unit_max(cube: np.ndarray, valid: np.ndarray, source: str) -> float
     Raises :class:`InputError` when there is no valid pixel, the largest valid value is not
     positive or the image is constant. Returns the divisor.
     """
-    if not valid.any():
-        raise InputError(f"{source}: no valid pixel; every pixel is nodata, NaN or masked "
-                         f"in at least one selected band")
     vmax, vmin = -np.inf, np.inf
+    any_valid = bool(valid.any())
     for band in cube:
         band[~valid] = 0.0
-        values = band[valid]
-        vmax = max(vmax, float(values.max()))
-        vmin = min(vmin, float(values.min()))
+        if any_valid:
+            values = band[valid]
+            vmax = max(vmax, float(values.max()))
+            vmin = min(vmin, float(values.min()))
+    divisor = unit_max_divisor(vmin, vmax, any_valid, source)
+    for band in cube:
+        band /= np.float32(divisor)
+    return divisor
+
+
+def unit_max_divisor(vmin: float, vmax: float, any_valid: bool, source: str) -> float:
+    """The divisor that brings the largest valid value to 1, or :class:`InputError` for an image
+    that has no valid pixel, is constant or holds no positive value."""
+    if not any_valid:
+        raise InputError(f"{source}: no valid pixel; every pixel is nodata, NaN or masked "
+                         f"in at least one selected band")
     if vmin == vmax:
         raise InputError(f"{source}: the image is constant ({vmax:g} in every valid pixel and "
                          f"band); there is nothing to unmix")
@@ -515,9 +535,7 @@ def scale_to_unit_max(cube: np.ndarray, valid: np.ndarray, source: str) -> float
         raise InputError(f"{source}: the most negative valid value ({vmin:g}) is beyond the float32 "
                          f"range once divided by the largest one ({vmax:g}); the method needs "
                          f"reflectance-like values")
-    for band in cube:
-        band /= np.float32(vmax)
-    return vmax
+    return float(vmax)
 
 
 def _compact(values: Sequence[float]):
@@ -570,6 +588,11 @@ def negative_values_note(cube: np.ndarray, valid: np.ndarray) -> Optional[str]:
         if negative.any():
             count += int(negative.sum())
             low = min(low, float(values.min()))
+    return negatives_note(count, low)
+
+
+def negatives_note(count: int, low: float) -> Optional[str]:
+    """The note for ``count`` negative valid values, the lowest ``low`` (after scaling)."""
     if not count:
         return None
     return (f"{count} valid value(s) are negative (down to {low:.4g} after scaling); "

@@ -31,3 +31,16 @@ class UnmixResult:
     @property
     def endmember_names(self) -> List[str]:
         return [f"endmember {i + 1}" for i in range(self.n_endmembers)]
+
+
+def sum_to_one(A: np.ndarray):
+    """Abundances scaled to sum to one per pixel (the paper's evaluation protocol).
+
+    The network only encourages the sum-to-one constraint (ASC term of the loss); the outputs
+    honour it, so that every abundance lies in [0, 1]. Returns the scaled abundances, the raw
+    sums and the number of pixels whose raw sum was zero (they get 1/P each).
+    """
+    raw = A.sum(axis=0)
+    empty = raw <= 0
+    out = np.divide(A, raw, out=np.full_like(A, 1.0 / A.shape[0]), where=~empty)
+    return out.astype(np.float32), raw, int(empty.sum())

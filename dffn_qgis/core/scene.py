@@ -13,10 +13,12 @@ class Scene:
 
     ``data`` is float32 of shape (bands, rows, cols), already scaled to the range the method
     expects (see ``scaling``); pixels where ``valid`` is False hold 0 and take no part in the
-    fusion or the training, and come out as nodata.
+    fusion or the training, and come out as nodata. ``data`` is None for a scene read window
+    by window (:class:`~dffn_qgis.core.raster_source.RasterSource`): then only the metadata and
+    the validity mask are held, and the band count comes from ``band_names``.
     """
 
-    data: np.ndarray
+    data: Optional[np.ndarray]
     valid: np.ndarray
     wavelengths: Optional[np.ndarray] = None      # (bands,) for the selected bands, or None
     wavelength_units: Optional[str] = None         # "nm", "um", ... or None
@@ -31,19 +33,19 @@ class Scene:
 
     @property
     def shape(self):
-        return self.data.shape
+        return (self.n_bands,) + tuple(self.valid.shape)
 
     @property
     def n_bands(self) -> int:
-        return int(self.data.shape[0])
+        return int(self.data.shape[0]) if self.data is not None else len(self.band_names)
 
     @property
     def height(self) -> int:
-        return int(self.data.shape[1])
+        return int(self.valid.shape[0])
 
     @property
     def width(self) -> int:
-        return int(self.data.shape[2])
+        return int(self.valid.shape[1])
 
     @property
     def n_valid(self) -> int:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field
-from typing import List, Optional
+from dataclasses import dataclass, field, replace
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ class TrainOutcome:
     precision: str = "float32"
     precision_reason: str = ""
     stopped_early: bool = False
+    model: Optional[DFFN] = None    # the kept state, in eval mode (for tiled inference)
 
 
 class _Run:
@@ -89,9 +90,11 @@ def _seed_everything(seed: int) -> None:
 
 def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], params: DFFNParams,
           monitor: Optional[Monitor] = None) -> TrainOutcome:
-    """Train DFFN on ``image`` (the enhanced image, L x H x W) against ``Y`` (L x n valid pixels).
+    """Train DFFN on ``image`` (the enhanced image, L x H x W, or B x L x h x w training windows)
+    against ``Y`` (L x n valid pixels).
 
-    ``valid_index`` holds the flat indices (row-major) of the valid pixels, or None when all are.
+    ``valid_index`` holds the flat indices (image, row, column order) of the valid pixels, or None
+    when all are.
     """
     monitor = as_monitor(monitor)
     params.validate()
@@ -105,7 +108,8 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
         torch.set_num_threads(params.threads)
     try:
         _seed_everything(params.seed)
-        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].to(device)
+        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+        x = (x[None] if x.ndim == 3 else x).to(device)
         Yt = torch.from_numpy(np.ascontiguousarray(Y, dtype=np.float32)).to(device)
         valid = None if valid_index is None else torch.from_numpy(np.asarray(valid_index, dtype=np.int64)).to(device)
         n_pixels = Yt.shape[1]
@@ -162,6 +166,26 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
             loss=run.best_loss, history=run.history, epochs_run=epochs_run,
             start_losses=start_losses, chosen_start=chosen, device=str(device), device_reason=device_reason,
             precision=str(autocast_dtype).replace("torch.", ""), precision_reason=precision_reason,
-            stopped_early=stopped_early)
+            stopped_early=stopped_early, model=run.model)
     finally:
         torch.set_num_threads(saved_threads)
+
+
+def train_with_cpu_fallback(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray],
+                            params: DFFNParams, monitor: Optional[Monitor] = None
+                            ) -> Tuple[TrainOutcome, DFFNParams]:
+    """:func:`train`; on a GPU that runs out of memory, say so and train on the CPU instead.
+
+    Returns the outcome and the parameters that produced it (``device="cpu"`` after a fallback).
+    """
+    monitor = as_monitor(monitor)
+    try:
+        return train(image, Y, valid_index, params, monitor), params
+    except torch.OutOfMemoryError:
+        device, _ = resolve_device(params.device)
+        if device.type == "cpu":
+            raise
+        torch.cuda.empty_cache()
+        monitor.info(f"out of memory on {device} while training: training on the CPU instead")
+        params = replace(params, device="cpu")
+        return train(image, Y, valid_index, params, monitor), params

@@ -213,7 +213,7 @@ def test_worker_thread_exception_reaches_the_log_and_the_next_run_works(dffn_pro
     def broken(*args, **kwargs):
         raise RuntimeError("worker blew up")
 
-    monkeypatch.setattr(pipeline, "train", broken)
+    monkeypatch.setattr(pipeline, "train_with_cpu_fallback", broken)
     ok, feedback, _ = _run_in_worker_thread(values(path, tmp_path / "broken"))
     assert not ok
     log = "\n".join(feedback.errors)
