@@ -137,13 +137,15 @@ def _softmax(fields: np.ndarray) -> np.ndarray:
     return weights / weights.sum(axis=0, keepdims=True)
 
 
-def _pure_blobs(height: int, width: int, n: int, rng: np.random.Generator) -> np.ndarray:
-    """One bump per material at well-separated random places, to give each a pure region."""
-    radius = max(1.5, min(height, width) / 9.0)
-    rows, cols = np.mgrid[0:height, 0:width]
+def _blob_radius(height: int, width: int) -> float:
+    return max(1.5, min(height, width) / 9.0)
+
+
+def _blob_centres(height: int, width: int, n: int,
+                  rng: np.random.Generator) -> List[Tuple[float, float]]:
+    """Well-separated random (row, col) places, one per material (the farthest of 50 tries)."""
     centres: List[Tuple[float, float]] = []
-    blobs = np.zeros((n, height, width))
-    for p in range(n):
+    for _ in range(n):
         best, best_gap = None, -1.0
         for _ in range(50):                       # keep the farthest of a few random tries
             r, c = rng.uniform(0, height - 1), rng.uniform(0, width - 1)
@@ -151,8 +153,21 @@ def _pure_blobs(height: int, width: int, n: int, rng: np.random.Generator) -> np
             if gap > best_gap:
                 best, best_gap = (r, c), gap
         centres.append(best)
-        blobs[p] = np.exp(-0.5 * ((rows - best[0]) ** 2 + (cols - best[1]) ** 2) / radius ** 2)
-    return blobs
+    return centres
+
+
+def _blobs_at(centres: Sequence[Tuple[float, float]], radius: float, rows: np.ndarray,
+              cols: np.ndarray) -> np.ndarray:
+    """Gaussian bumps (n, len(rows), len(cols)) of ``radius`` around ``centres``."""
+    r, c = rows[:, None].astype(np.float64), cols[None, :].astype(np.float64)
+    return np.stack([np.exp(-0.5 * ((r - r0) ** 2 + (c - c0) ** 2) / radius ** 2)
+                     for r0, c0 in centres])
+
+
+def _pure_blobs(height: int, width: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """One bump per material at well-separated random places, to give each a pure region."""
+    return _blobs_at(_blob_centres(height, width, n, rng), _blob_radius(height, width),
+                     np.arange(height), np.arange(width))
 
 
 def make_abundances(height: int, width: int, n_endmembers: int, seed: int = 0,
@@ -182,18 +197,23 @@ def make_abundances(height: int, width: int, n_endmembers: int, seed: int = 0,
     return abundances.astype(np.float32)
 
 
-def nodata_mask(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """True where a written scene holds nodata: a corner rectangle and an irregular blob."""
-    mask = np.zeros((height, width), dtype=bool)
-    mask[: max(1, height // 6), width - max(1, width // 4):] = True
+def nodata_mask(height: int, width: int, seed: int = 0,
+                rows: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """True where a written scene holds nodata: a corner rectangle and an irregular blob.
+
+    ``rows`` = (first, stop) gives only those rows of the mask (the same values as the full one).
+    """
+    row0, row1 = (0, height) if rows is None else rows
+    mask = np.zeros((row1 - row0, width), dtype=bool)
+    mask[: max(0, max(1, height // 6) - row0), width - max(1, width // 4):] = True
     rng = np.random.default_rng([seed, 3])
-    rows, cols = np.mgrid[0:height, 0:width]
+    rr, cc = np.mgrid[row0:row1, 0:width]
     cy, cx = 0.72 * (height - 1), 0.28 * (width - 1)
     radius = max(1.0, min(height, width) / 9.0)
-    angle = np.arctan2(rows - cy, cols - cx)
+    angle = np.arctan2(rr - cy, cc - cx)
     phase = rng.uniform(0, 2 * math.pi, size=2)
     edge = radius * (1 + 0.35 * np.sin(3 * angle + phase[0]) + 0.15 * np.cos(5 * angle + phase[1]))
-    mask |= np.hypot(rows - cy, cols - cx) <= edge
+    mask |= np.hypot(rr - cy, cc - cx) <= edge
     return mask
 
 
@@ -309,11 +329,14 @@ def _to_stored(block: np.ndarray, scale: Optional[float], dtype: np.dtype, nodat
     return values.astype(dtype)
 
 
-def _create(path: str, width: int, height: int, n_bands: int, dtype: np.dtype, compress: bool):
+def _create(path: str, width: int, height: int, n_bands: int, dtype: np.dtype, compress,
+            interleave: str = "BAND"):
+    """A tiled GeoTIFF in UTM 33N. ``compress``: True (DEFLATE), False, or a GDAL codec name."""
     from osgeo import gdal, gdal_array, osr
-    options = ["INTERLEAVE=BAND", "TILED=YES", "BIGTIFF=IF_SAFER"]
-    if compress:
-        options += ["COMPRESS=DEFLATE", f"PREDICTOR={3 if dtype.kind == 'f' else 2}"]
+    options = [f"INTERLEAVE={interleave}", "TILED=YES", "BIGTIFF=IF_SAFER"]
+    codec = "DEFLATE" if compress is True else (compress or "NONE")
+    if codec.upper() != "NONE":
+        options += [f"COMPRESS={codec.upper()}", f"PREDICTOR={3 if dtype.kind == 'f' else 2}"]
     gdal_type = gdal_array.NumericTypeCodeToGDALTypeCode(dtype)
     ds = gdal.GetDriverByName("GTiff").Create(path, width, height, n_bands, gdal_type, options)
     if ds is None:
@@ -354,9 +377,7 @@ def write_geotiff(scene: SyntheticScene, path, nodata_region: bool = True,
     ds = _create(path, width, height, n_bands, dtype, compress)
     for b in range(n_bands):
         band = ds.GetRasterBand(b + 1)
-        wl = float(scene.wavelengths[b])
-        band.SetDescription(f"band {b + 1} ({wl:g} Nanometers)")
-        band.SetMetadata({"wavelength": f"{wl:g}", "wavelength_units": "Nanometers"})
+        _describe_band(band, b + 1, float(scene.wavelengths[b]))
         band.SetNoDataValue(nodata)
         if scale is not None:
             band.SetScale(1.0 / scale)
@@ -375,13 +396,27 @@ def write_geotiff(scene: SyntheticScene, path, nodata_region: bool = True,
     return {"image": path, "abundances": abundance_path, "endmembers": endmember_path}
 
 
+def _describe_band(band, number: int, wavelength: float) -> None:
+    """Description ``band N (WL Nanometers)`` and ``wavelength``/``wavelength_units`` metadata."""
+    band.SetDescription(f"band {number} ({wavelength:g} Nanometers)")
+    band.SetMetadata({"wavelength": f"{wavelength:g}", "wavelength_units": "Nanometers"})
+
+
+def _create_truth_abundances(path: str, width: int, height: int, names: Sequence[str], compress):
+    """An empty float32 truth abundance raster, one band per material (named), nodata NaN."""
+    ds = _create(path, width, height, len(names), np.dtype(np.float32), compress)
+    for p, name in enumerate(names):
+        band = ds.GetRasterBand(p + 1)
+        band.SetDescription(name)
+        band.SetNoDataValue(float("nan"))
+    return ds
+
+
 def _write_truth_abundances(scene: SyntheticScene, path: str, mask: np.ndarray, compress: bool) -> None:
     n_end, height, width = scene.abundances.shape
-    ds = _create(path, width, height, n_end, np.dtype(np.float32), compress)
+    ds = _create_truth_abundances(path, width, height, scene.names, compress)
     for p in range(n_end):
         band = ds.GetRasterBand(p + 1)
-        band.SetDescription(scene.names[p])
-        band.SetNoDataValue(float("nan"))
         values = scene.abundances[p].astype(np.float32)
         values[mask] = np.nan
         band.WriteArray(values)
@@ -390,10 +425,15 @@ def _write_truth_abundances(scene: SyntheticScene, path: str, mask: np.ndarray, 
 
 
 def _write_truth_endmembers(scene: SyntheticScene, path: str) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
+    write_truth_endmembers(path, scene.wavelengths, scene.endmembers, scene.names)
+
+
+def write_truth_endmembers(path, wavelengths, endmembers, names: Sequence[str]) -> None:
+    """The truth endmember CSV: ``wavelength`` column, then one column (L values) per material."""
+    with open(os.fspath(path), "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["wavelength"] + list(scene.names))
-        for wl, row in zip(scene.wavelengths, scene.endmembers):
+        writer.writerow(["wavelength"] + list(names))
+        for wl, row in zip(wavelengths, endmembers):
             writer.writerow([f"{wl:g}"] + [f"{v:.6f}" for v in row])
 
 
