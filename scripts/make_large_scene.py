@@ -35,9 +35,10 @@ cache, reading the whole image in windows of all bands): uncompressed band-inter
 256 KB blocks that GDAL copies straight into the caller's array, while a pixel-interleaved tile
 (256 x 256 x 224 = 59 MB) must be de-interleaved into 224 per-band cache blocks first. Dataset
 reads of all bands, per 256 x 256 tile or per 256-row strip: BAND 0.2 / 0.1 s, PIXEL 0.5 / 0.6 s;
-band by band per tile window: BAND 0.14 s, PIXEL 0.8 s; band by band over full-width strips
-(how dffn's reader reads): BAND 0.12 s, PIXEL 9.3 s (GDAL keeps one de-interleaved tile, so
-every band re-reads the 59 MB tiles); through a 2 x 2 mosaic VRT likewise. PIXEL would only
+band by band per 256 x 256 window (how dffn's windowed reader, raster_source.py, reads):
+BAND 0.14 s, PIXEL 0.8 s; band by band over full-width strips (how raster_io.read_scene reads):
+BAND 0.12 s, PIXEL 9.3 s (GDAL keeps one de-interleaved tile, so every band re-reads the 59 MB
+tiles); through a 2 x 2 mosaic VRT likewise. PIXEL would only
 win on high-latency storage (a cloud object read by HTTP ranges: one request per tile instead of
 one per band and tile); ``--interleave PIXEL`` writes it.
 
