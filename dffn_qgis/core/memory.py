@@ -18,7 +18,7 @@ import torch
 
 from .config import DFFNParams
 from .errors import InputError
-from .ffm_scalable import CHECK_PIXELS, MAX_LANDMARK_FACTOR, MAX_LANDMARKS
+from .ffm_scalable import CHECK_PIXELS, CHUNK, MAX_LANDMARK_FACTOR, MAX_LANDMARKS
 from .raster_source import WINDOW
 
 F32 = 4
@@ -90,12 +90,14 @@ def estimate_scalable(n_bands: int, height: int, width: int, params: DFFNParams)
     window = min(WINDOW, height) * min(WINDOW, width)
     landmarks = min(MAX_LANDMARKS, params.landmarks * MAX_LANDMARK_FACTOR)
     read = window * n_bands * (F32 + 8)
-    fusion = read + window * (landmarks + CHECK_PIXELS) * F32 * 2 + window * n_bands * F32 * 4
+    kernel = min(CHUNK, window) * (landmarks + CHECK_PIXELS) * F32 * 3
+    fusion = read + kernel + window * n_bands * F32 * 4
     train_pixels = params.train_windows * min(params.window, height) * min(params.window, width)
     train = _training_bytes(train_pixels, n_bands, params)
     reach = 3 * params.padding
     tile_pixels = (min(params.tile, height) + 2 * reach) * (min(params.tile, width) + 2 * reach)
-    tiles = read + tile_pixels * (n_bands * 4 + 2 * (128 + 64 + p)) * _INFER_ACTIVATION
+    tiles = (tile_pixels * n_bands * (F32 + 8) + kernel + tile_pixels * n_bands * F32 * 4
+             + tile_pixels * (n_bands + 2 * (128 + 64 + p)) * _INFER_ACTIVATION)
     held = n * (1 + (p + 1) * F32)
     writing = n * F32 * 2
     return {"held": held, "stages": {"scan": read, "fusion": fusion, "training": train, "tiles": tiles,
