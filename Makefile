@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: setup demo test test-core bench package install clean
+.PHONY: setup demo test test-core bench bench-scale package install clean
 
 setup:
 	@bash scripts/setup.sh
@@ -18,6 +18,10 @@ test-core: setup
 
 bench: setup
 	$(PY) scripts/bench.py
+	$(PY) scripts/bench_scale.py
+
+bench-scale: setup
+	$(PY) scripts/bench_scale.py
 
 package: setup
 	$(PY) scripts/package.py

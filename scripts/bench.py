@@ -76,12 +76,24 @@ def samson_table(rows):
     return lines
 
 
+def guard_lines(scalable, exact):
+    med = lambda rows, k: statistics.median(r[k] for r in rows)  # noqa: E731
+    out = []
+    for key, label in (("mean_sad_rad", "mean SAD"), ("mean_rmse", "mean RMSE")):
+        a, b = med(scalable, key), med(exact, key)
+        out.append(f"- median {label}: scalable {a:.4f}, exact {b:.4f}: ratio {a / b:.3f} "
+                   f"({'within' if a <= 1.1 * b else 'NOT within'} 10%)")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--presets", default="fast,paper")
     ap.add_argument("--seeds", default="1,2,3,4,5", help="seeds of the fast preset and the baseline on Samson")
     ap.add_argument("--paper-seeds", default="1,2,3,4,5", help="seeds of the paper preset (about 10 min each)")
     ap.add_argument("--synthetic-seeds", default="1,2", help="seeds of each method on each synthetic scene")
+    ap.add_argument("--scalable-seeds", default="1,2,3,4,5",
+                    help="seeds of the fast preset forced onto the scalable path on Samson (accuracy guard)")
     ap.add_argument("--no-synthetic", action="store_true")
     ap.add_argument("--reuse", action="store_true", help="take cached runs from .bench/ instead of repeating them")
     args = ap.parse_args()
@@ -107,6 +119,16 @@ def main():
             rows = [run(f"samson-{preset}-seed{s}", ["samson", "--preset", preset, "--seed", str(s)], args.reuse)
                     for s in (paper_seeds if preset == "paper" else seeds)]
             doc += [f"## Samson, preset `{preset}`", "", *samson_table(rows), ""]
+        scalable_seeds = [int(s) for s in args.scalable_seeds.split(",") if s]
+        if scalable_seeds and "fast" in presets:
+            rows = [run(f"samson-scalable-seed{s}", ["samson", "--preset", "fast", "--seed", str(s), "--override",
+                                                     json.dumps({"method": "scalable"})], args.reuse)
+                    for s in scalable_seeds]
+            exact = [json.loads((CACHE / f"samson-fast-seed{s}.json").read_text()) for s in scalable_seeds]
+            doc += ["## Samson, preset `fast` forced onto the scalable path (accuracy guard)", "",
+                    "Approximate fusion, training on 16 windows of 24 x 24 pixels, abundances tile by tile "
+                    "(`method=scalable`); against the exact path's runs of the same seeds above.", "",
+                    *samson_table(rows), "", *guard_lines(rows, exact), ""]
         vca = [run(f"samson-vca-seed{s}", ["samson", "--method", "vca", "--seed", str(s)], args.reuse)
                for s in seeds]
         doc += ["## Samson, VCA + FCLS baseline", "", *samson_table(vca), ""]
