@@ -259,3 +259,22 @@ def test_bad_inputs_get_the_same_messages_on_both_paths(tmp_path):
             with pytest.raises(InputError, match=fragment):
                 unmix_file(path, plan_outputs(tmp_path / method, "x"),
                            params_for("fast", method=method, **QUICK))
+
+
+def test_auto_method_turns_scalable_when_the_exact_method_does_not_fit(tmp_path, monkeypatch):
+    from dffn_qgis.core import memory
+    s = synthetic.make_scene(210, 190, 24, 3, seed=1, snr_db=40)
+    image = synthetic.write_geotiff(s, tmp_path / "in.tif", scale=None)["image"]
+    params = params_for("fast", n_endmembers=3, epochs=1, device="cpu", threads=1, exact_limit=10 ** 6)
+    exact = memory.peak(memory.estimate_exact(24, 210, 190, params), 0)
+    scaled = memory.peak(memory.estimate_scalable(24, 210, 190, params), 0)
+    assert scaled < exact
+    monkeypatch.setattr(memory, "available_memory", lambda: int((exact + scaled) / 2 / 0.85))
+    log = []
+    summary = unmix_file(image, plan_outputs(tmp_path / "out", "in"), params, monitor=Monitor(info=log.append))
+    assert summary.record["method"] == "scalable"
+    assert any("too much for the exact method" in m for m in log)
+    monkeypatch.setattr(memory, "available_memory", lambda: int(scaled / 10))
+    with pytest.raises(Exception, match="not enough memory"):
+        unmix_file(image, plan_outputs(tmp_path / "out2", "in"), params)
+    assert not (tmp_path / "out2").exists() or not any((tmp_path / "out2").iterdir())
