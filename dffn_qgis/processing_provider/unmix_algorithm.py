@@ -7,6 +7,7 @@ post-processors of :mod:`.postprocess`, which run on the main thread once the ru
 """
 import os
 import re
+import threading
 import time
 from dataclasses import fields
 
@@ -88,6 +89,24 @@ ADVANCED = [
      "weight of the term that keeps the network's two reconstructions consistent (spectral angle between them)"),
     ("THREADS", "threads", _INTEGER, 0, 1024, "CPU threads",
      "CPU threads torch may use (0: torch's default)"),
+    ("SPECTRAL_PIXELS", "spectral_pixels", _INTEGER, 0, None, "Spectral kernel reference pixels",
+     "band distances of the spectral similarity are scaled to this many pixels (9025, Samson's size, keeps "
+     "the published behaviour at any image size; 0: raw sums, which turn the spectral term into the image "
+     "itself on large images)"),
+    ("EXACT_LIMIT", "exact_limit", _INTEGER, 0, None, "Exact method up to (pixels)",
+     "with the automatic method, images up to this many pixels are unmixed exactly; larger ones take the "
+     "scalable path"),
+    ("LANDMARKS", "landmarks", _INTEGER, 16, 65536, "Fusion landmarks (scalable)",
+     "landmark pixels of the approximate spatial similarity; doubled until the measured error is within "
+     "the tolerance"),
+    ("FFM_TOLERANCE", "ffm_tolerance", _DOUBLE, 0.0, 1.0, "Fusion error tolerance (scalable)",
+     "relative error of the approximate spatial similarity term that is accepted"),
+    ("TRAIN_WINDOWS", "train_windows", _INTEGER, 1, 4096, "Training windows (scalable)",
+     "number of windows, spread over the image, the scalable path trains on"),
+    ("WINDOW", "window", _INTEGER, 8, 4096, "Training window size (scalable)",
+     "side of the training windows in pixels"),
+    ("TILE", "tile", _INTEGER, 32, 16384, "Tile size (scalable)",
+     "side of the tiles abundances are computed on (made smaller automatically when memory is short)"),
 ]
 
 
@@ -97,6 +116,9 @@ ADVANCED_CHOICES = [
      "step: multiplied by the step factor every step (as published); cosine: down to zero at the last epoch"),
     ("PRECISION", "precision", ["float32", "bfloat16", "auto"], "Training precision",
      "float32, bfloat16 or auto (bfloat16 where the hardware has native support)"),
+    ("METHOD", "method", ["auto", "exact", "scalable"], "Method",
+     "exact: the published method on the whole image; scalable: approximate fusion, training on windows, "
+     "abundances tile by tile, in bounded memory (for large images); auto: exact up to the limit below"),
 ]
 
 _PARAM_FIELDS = {f.name for f in fields(DFFNParams)}
@@ -427,7 +449,7 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
         # The core writes every output under a temporary name and renames them all at the end,
         # so a cancelled or failed run leaves no half-written file behind.
         try:
-            with _global_state_kept():
+            with _engine_turn(feedback), _global_state_kept():
                 summary = unmix_file(path, plan, params, bands=bands, monitor=monitor)
         except Cancelled as exc:
             _remove_if_empty(folder, folder_is_new)
@@ -503,6 +525,46 @@ def _fault_message(exc, feedback):
         return _tr("Not enough memory; choose fewer bands or a smaller image; no output was written.")
     return _tr("DFFN stopped on an unexpected error ({}: {}); no output was written. The details "
                "are in the Log Messages panel, DFFN tab.").format(type(exc).__name__, _one_line(exc))
+
+
+# One DFFN run at a time in a QGIS process. The engine seeds torch's global random generator
+# and builds its network from it, sets torch's CPU thread count, and the algorithm puts the random
+# states back afterwards: two runs interleaving (two Toolbox dialogs, the "Unmix with DFFN..."
+# task beside a dialog) changed each other's networks, hence their results
+# (tests/qgis/test_concurrency.py). A second run waits here, still cancellable. Re-entrant: a run
+# started on the main thread from inside another main-thread run's event processing (the Python
+# console during a batch run) goes ahead instead of waiting for a run that cannot go on before it.
+_ENGINE_LOCK = threading.RLock()
+_WAIT_POLL_S = 0.05
+
+
+class _engine_turn:
+    """Holds :data:`_ENGINE_LOCK` for one run; waits for it while polling the feedback's cancel."""
+
+    def __init__(self, feedback):
+        self.feedback = feedback
+
+    def __enter__(self):
+        if _ENGINE_LOCK.acquire(blocking=False):
+            return self
+        from ..core.errors import Cancelled
+        from qgis.PyQt.QtCore import QThread
+
+        self.feedback.pushInfo(_tr("Another DFFN run is in progress in this QGIS; this one starts "
+                                   "when it is over."))
+        app = QCoreApplication.instance()
+        on_main_thread = app is not None and QThread.currentThread() == app.thread()
+        while not _ENGINE_LOCK.acquire(timeout=_WAIT_POLL_S):
+            if self.feedback.isCanceled():
+                raise Cancelled("cancelled while waiting for another DFFN run to finish")
+            if on_main_thread:
+                # batch dialog, modeler: keep QGIS (and its Cancel button) alive while waiting
+                QCoreApplication.processEvents()
+        return self
+
+    def __exit__(self, *exc_info):
+        _ENGINE_LOCK.release()
+        return False
 
 
 class _global_state_kept:
