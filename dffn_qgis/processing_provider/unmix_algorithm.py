@@ -242,6 +242,15 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
                 "if there is no GPU."),
             _tr("Random seed: the same seed on the same machine gives the same result."),
             "",
+            _tr("Large images: up to {} pixels (200 x 200) the published method runs on the whole "
+                "image. Larger images are read in windows and never held in memory: the spatial "
+                "similarity is approximated (its measured error is in the log), the network trains "
+                "on {} windows of {} x {} pixels spread over the image, and abundances are computed "
+                "tile by tile with overlapping borders. The log shows the estimated peak memory "
+                "before the run starts; a run that cannot fit stops with a clear message. Advanced "
+                "parameter METHOD forces one way or the other.").format(
+                fast.exact_limit, fast.train_windows, fast.window, fast.window),
+            "",
             _tr("Advanced parameters, left unset, take the preset's value:"),
         ]
         for pname, field, *_rest, words in _exposed(ADVANCED) + _exposed(ADVANCED_CHOICES):
