@@ -117,7 +117,7 @@ def test_parameters_and_outputs(dffn_provider):
     advanced = {name for name, d in p.items() if d.flags() & QgsProcessingParameterDefinition.FlagAdvanced}
     assert {"EPOCHS", "LR", "W", "KERNEL", "A", "B", "C", "STARTS", "PRECISION"} <= advanced
     assert not advanced & {"INPUT", "N_ENDMEMBERS", "BANDS", "PRESET", "DEVICE", "SEED"}
-    for name in advanced - {"PRECISION", "SCHEDULE"}:
+    for name in advanced - {"PRECISION", "SCHEDULE", "METHOD"}:
         assert p[name].defaultValue() is None and p[name].flags() & QgsProcessingParameterDefinition.FlagOptional
 
     assert isinstance(p["OUTPUT"], QgsProcessingParameterRasterDestination)
