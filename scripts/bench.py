@@ -126,7 +126,7 @@ def main():
                     for s in scalable_seeds]
             exact = [json.loads((CACHE / f"samson-fast-seed{s}.json").read_text()) for s in scalable_seeds]
             doc += ["## Samson, preset `fast` forced onto the scalable path (accuracy guard)", "",
-                    "Approximate fusion, training on 16 windows of 24 x 24 pixels, abundances tile by tile "
+                    "Approximate fusion, training on 9 windows of 32 x 32 pixels, abundances tile by tile "
                     "(`method=scalable`); against the exact path's runs of the same seeds above.", "",
                     *samson_table(rows), "", *guard_lines(rows, exact), ""]
         vca = [run(f"samson-vca-seed{s}", ["samson", "--method", "vca", "--seed", str(s)], args.reuse)

@@ -145,7 +145,7 @@ def test_tiled_abundances_equal_the_whole_image_ones():
     for edge in range(32, 75, 32):
         seams[:, max(0, edge - 6):edge + 6] = True
         seams[max(0, edge - 6):edge + 6, :] = True
-    assert np.abs(tiled - whole)[:, ~seams].max() < 1e-6
+    assert np.abs(tiled - whole)[:, ~seams].max() < 1e-5
     assert np.abs(tiled - whole)[:, seams].max() < 1e-4     # float32 summation order only
     assert np.isfinite(predictor.error).all()
 

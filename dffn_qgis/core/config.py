@@ -53,8 +53,8 @@ class DFFNParams:
     exact_limit: int = 40_000     # valid pixels up to which "auto" runs the exact method
     landmarks: int = 512          # Nystroem landmarks of the approximate spatial similarity (first try)
     ffm_tolerance: float = 1e-3   # relative error of the approximate spatial term that is accepted
-    train_windows: int = 16       # windows the scalable path trains on
-    window: int = 24              # their side (pixels)
+    train_windows: int = 9        # windows the scalable path trains on (docs/BENCHMARKS.md: 9 x 32^2 beat 16 x 24^2)
+    window: int = 32              # their side (pixels)
     tile: int = 256               # side of the tiles abundances are computed on (scalable path)
     # loss weights
     a: float = 1.0
