@@ -110,8 +110,11 @@ def peak(estimate: dict, baseline: int) -> int:
 
 def plan_memory(method: str, n_bands: int, height: int, width: int, params: DFFNParams,
                 device: torch.device, baseline: Optional[int] = None,
-                available: Optional[int] = None) -> Tuple[DFFNParams, dict]:
+                available: Optional[int] = None, cache_bytes: int = 0) -> Tuple[DFFNParams, dict]:
     """Estimate the run's peak memory and shrink the scalable path's tiles until it fits.
+
+    ``cache_bytes`` is what GDAL's block cache will hold while the raster is read (the smaller
+    of its limit and the file's data): every pass reads the whole file, so it fills up.
 
     Returns the parameters to run with and the plan (estimate, what is available). Raises
     :class:`InputError` when even the smallest settings do not fit.
@@ -121,6 +124,7 @@ def plan_memory(method: str, n_bands: int, height: int, width: int, params: DFFN
     estimate_of = estimate_exact if method == "exact" else estimate_scalable
     while True:
         estimate = estimate_of(n_bands, height, width, params)
+        estimate["held"] += cache_bytes
         total = peak(estimate, baseline)
         fits = available is None or total - baseline <= _HEADROOM * available
         if fits or method == "exact" or params.tile <= _MIN_TILE:
@@ -130,7 +134,7 @@ def plan_memory(method: str, n_bands: int, height: int, width: int, params: DFFN
     plan = {"method": method, "peak_bytes": total, "baseline_bytes": baseline,
             "stages_bytes": {k: int(v) for k, v in estimate["stages"].items()},
             "held_bytes": int(estimate["held"]), "available_bytes": available, "tile": params.tile,
-            "gpu_free_bytes": gpu_free, "fits": fits}
+            "gdal_cache_bytes": int(cache_bytes), "gpu_free_bytes": gpu_free, "fits": fits}
     return params, plan
 
 

@@ -8,6 +8,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from osgeo import gdal
 
 from .config import DFFNParams
 from .device import resolve_device
@@ -118,14 +119,14 @@ def choose_method(n_pixels: int, params: DFFNParams) -> str:
 
 
 def _planned(method: str, n_bands: int, height: int, width: int, params: DFFNParams,
-             monitor: Monitor) -> Tuple[str, DFFNParams, dict]:
+             monitor: Monitor, cache_bytes: int = 0) -> Tuple[str, DFFNParams, dict]:
     """Estimate memory; an automatic choice of the exact method that does not fit turns scalable."""
     device, _ = resolve_device(params.device)
-    run_params, plan = plan_memory(method, n_bands, height, width, params, device)
+    run_params, plan = plan_memory(method, n_bands, height, width, params, device, cache_bytes=cache_bytes)
     if not plan["fits"] and method == "exact" and params.method == "auto":
         monitor.info(describe(plan) + ": too much for the exact method, using the scalable path")
         method = "scalable"
-        run_params, plan = plan_memory(method, n_bands, height, width, params, device)
+        run_params, plan = plan_memory(method, n_bands, height, width, params, device, cache_bytes=cache_bytes)
     monitor.info(describe(plan))
     if not plan["fits"]:
         refuse(plan)
@@ -149,6 +150,7 @@ def unmix_file(input_path: str, plan: OutputPlan, params: DFFNParams, bands: Opt
     path = str(input_path)
     band_list = list(bands) if bands else None
     in_memory = path.lower().endswith(".mat")
+    cache_bytes = 0
     if in_memory:
         scene = read_scene(path, bands=band_list, monitor=monitor.sub(0.0, _READ))
         n_bands, height, width = scene.shape
@@ -156,9 +158,11 @@ def unmix_file(input_path: str, plan: OutputPlan, params: DFFNParams, bands: Opt
         ds = open_raster(path)
         n_bands = len(band_list) if band_list else ds.RasterCount
         height, width = ds.RasterYSize, ds.RasterXSize
+        item = gdal.GetDataTypeSize(ds.GetRasterBand(1).DataType) // 8
+        cache_bytes = min(int(gdal.GetCacheMax()), height * width * ds.RasterCount * item)
         ds = None  # noqa: F841  (closes it)
     method, run_params, memory_plan = _planned(choose_method(height * width, params), n_bands, height, width,
-                                               params, monitor)
+                                               params, monitor, cache_bytes)
     if method == "exact":
         if not in_memory:
             scene = read_scene(path, bands=band_list, monitor=monitor.sub(0.0, _READ))
