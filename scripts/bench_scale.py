@@ -98,6 +98,10 @@ def _fit(x, y):
     return a, b, r2
 
 
+def _seconds(value) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
 def table(rows) -> str:
     gib = 2 ** 30
     lines = ["| size | pixels | path | wall time (s) | time per pixel (us) | peak memory (GiB) | estimated (GiB) | "
@@ -112,7 +116,7 @@ def table(rows) -> str:
             f"{1e6 * r['seconds'] / r['pixels']:.0f} | {r['peak_bytes'] / gib:.2f} | "
             f"{(est or 0) / gib:.2f} | {(est or 0) / r['peak_bytes']:.2f} | "
             f"{t.get('ffm_s', 0):.0f} / {t.get('training_s', 0):.0f} / {t.get('tiles_s', 0):.0f} / "
-            f"{t.get('write_s', 0):.0f} | {r['landmarks']} ({(r['ffm_error'] or 0):.1e}) | {r['epochs']} | "
+            f"{_seconds(t.get('write_s'))} | {r['landmarks']} ({(r['ffm_error'] or 0):.1e}) | {r['epochs']} | "
             f"{r['scores']['sad']:.4f} | {r['scores']['rmse']:.4f} | {r['measured']} |")
     if len(rows) >= 3:
         n = [r["pixels"] for r in rows]
