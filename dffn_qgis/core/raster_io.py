@@ -615,12 +615,7 @@ def _drop_empty_bands(read: _BandRead, numbers: List[int], explicit: bool, path:
     """Leave out bands without a single valid value (an error when the user chose them)."""
     if not read.empty_bands:
         return numbers
-    empty_numbers = [numbers[i] for i in read.empty_bands]
-    if explicit:
-        raise InputError(f"{path}: band(s) {_format_ranges(empty_numbers)} hold no valid value "
-                         f"(only nodata or NaN); leave them out of the band list")
-    if len(empty_numbers) == len(numbers):
-        raise InputError(f"{path}: no valid pixel; every band holds only nodata or NaN values")
+    notes.append(empty_bands_note([numbers[i] for i in read.empty_bands], numbers, explicit, path))
     empty = set(read.empty_bands)
     keep = [i for i in range(len(numbers)) if i not in empty]
     for target, source in enumerate(keep):      # compact in place: no second copy of the cube
@@ -631,24 +626,33 @@ def _drop_empty_bands(read: _BandRead, numbers: List[int], explicit: bool, path:
     read.cube = read.cube[:len(keep)]
     for attribute in ("scales", "offsets", "nodata"):
         setattr(read, attribute, getattr(read, attribute)[:len(keep)])
-    notes.append(f"Dropped {len(empty_numbers)} band(s) holding only nodata or NaN values: "
-                 f"{_format_ranges(empty_numbers)}.")
     return [numbers[i] for i in keep]
 
 
-def _invalid_pixel_notes(read: _BandRead, mask_valid: Optional[np.ndarray], nodata_value,
-                         notes: List[str]) -> None:
-    total = read.nodata_hits.size
-    n_nodata = int(read.nodata_hits.sum())
+def empty_bands_note(empty_numbers: List[int], numbers: List[int], explicit: bool, path: str) -> str:
+    """The note for bands without a valid value, or :class:`InputError` where they cannot be left out."""
+    if explicit:
+        raise InputError(f"{path}: band(s) {_format_ranges(empty_numbers)} hold no valid value "
+                         f"(only nodata or NaN); leave them out of the band list")
+    if len(empty_numbers) == len(numbers):
+        raise InputError(f"{path}: no valid pixel; every band holds only nodata or NaN values")
+    return (f"Dropped {len(empty_numbers)} band(s) holding only nodata or NaN values: "
+            f"{_format_ranges(empty_numbers)}.")
+
+
+def invalid_pixel_notes(total: int, n_nodata: int, n_nonfinite: int, n_masked: Optional[int],
+                        nodata_value) -> List[str]:
+    """Notes on the pixels left out: nodata, NaN/Inf (not already nodata), masked (None: no mask)."""
+    notes = []
     if n_nodata:
         notes.append(f"{n_nodata} of {total} pixels are nodata (value {nodata_value:g}) in at "
                      f"least one band and are left out.")
-    n_nonfinite = int((read.nonfinite_hits & ~read.nodata_hits).sum())
     if n_nonfinite:
         notes.append(f"Masked {n_nonfinite} pixel(s) holding NaN or infinite values.")
-    if mask_valid is not None:
-        notes.append(f"{int((~mask_valid).sum())} of {total} pixels are masked by the raster's "
+    if n_masked is not None:
+        notes.append(f"{n_masked} of {total} pixels are masked by the raster's "
                      f"mask or alpha band and are left out.")
+    return notes
 
 
 def _read_dataset(ds, path: str, bands, use_bbl: bool, monitor: Monitor) -> Scene:
@@ -668,7 +672,9 @@ def _read_dataset(ds, path: str, bands, use_bbl: bool, monitor: Monitor) -> Scen
     if mask_valid is not None:
         valid &= mask_valid
     first_nodata = next((v for v in read.nodata if v is not None), None)
-    _invalid_pixel_notes(read, mask_valid, first_nodata, notes)
+    notes += invalid_pixel_notes(read.nodata_hits.size, int(read.nodata_hits.sum()),
+                                 int((read.nonfinite_hits & ~read.nodata_hits).sum()),
+                                 None if mask_valid is None else int((~mask_valid).sum()), first_nodata)
 
     monitor.check()
     divisor = scale_to_unit_max(read.cube, valid, path)

@@ -15,11 +15,10 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 from osgeo import gdal
 
-from .errors import InputError
 from .progress import Monitor, as_monitor
-from .raster_io import (_check_data_types, _default_bands, _format_ranges, _georeference, extreme_values_note,
-                        find_wavelengths, negatives_note, open_raster, read_band_window, read_envi_header,
-                        scaling_record, unit_max_divisor, validate_band_list)
+from .raster_io import (_check_data_types, _default_bands, _georeference, empty_bands_note, extreme_values_note,
+                        find_wavelengths, invalid_pixel_notes, negatives_note, open_raster, read_band_window,
+                        read_envi_header, scaling_record, unit_max_divisor, validate_band_list)
 from .scene import Scene
 
 WINDOW = 256          # side of the windows a pass reads
@@ -76,13 +75,7 @@ class RasterSource(ArraySource):
         stats = self._stats(numbers, monitor.sub(0.0, 0.9))
         if stats["empty"]:
             empty = [numbers[i] for i in stats["empty"]]
-            if explicit:
-                raise InputError(f"{self.path}: band(s) {_format_ranges(empty)} hold no valid value "
-                                 f"(only nodata or NaN); leave them out of the band list")
-            if len(empty) == len(numbers):
-                raise InputError(f"{self.path}: no valid pixel; every band holds only nodata or NaN values")
-            notes.append(f"Dropped {len(empty)} band(s) holding only nodata or NaN values: "
-                         f"{_format_ranges(empty)}.")
+            notes.append(empty_bands_note(empty, numbers, explicit, self.path))
             numbers = [b for b in numbers if b not in set(empty)]
             stats = self._stats(numbers, monitor.sub(0.9, 1.0))
         self.divisor = unit_max_divisor(stats["vmin"], stats["vmax"], stats["n_valid"] > 0, self.path)
@@ -173,17 +166,10 @@ class RasterSource(ArraySource):
                 "sample": np.concatenate(sample, axis=1) if sample else np.zeros((len(numbers), 0), np.float32)}
 
     def _pixel_notes(self, stats: dict, notes: List[str]) -> None:
-        total = stats["valid"].size
         counts = stats["counts"]
         first_nodata = next((v for v in self._nodata if v is not None), None)
-        if counts["nodata"]:
-            notes.append(f"{counts['nodata']} of {total} pixels are nodata (value {first_nodata:g}) in at "
-                         f"least one band and are left out.")
-        if counts["nonfinite"]:
-            notes.append(f"Masked {counts['nonfinite']} pixel(s) holding NaN or infinite values.")
-        if counts["masked"]:
-            notes.append(f"{counts['masked']} of {total} pixels are masked by the raster's "
-                         f"mask or alpha band and are left out.")
+        notes += invalid_pixel_notes(stats["valid"].size, counts["nodata"], counts["nonfinite"],
+                                     counts["masked"] or None, first_nodata)
         sample = stats["sample"] / np.float32(self.divisor)
         for note in (extreme_values_note(sample[:, None, :], np.ones((1, sample.shape[1]), bool), self.path),
                      negatives_note(counts["negative"], stats["low"] / self.divisor)):
