@@ -163,14 +163,15 @@ def main():
 START, END = "<!-- bench:start (written by make bench) -->", "<!-- bench:end -->"
 
 
-def write_doc(generated: str) -> None:
-    """Replace the generated part of docs/BENCHMARKS.md, keeping the hand-written text around it."""
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n" + START + "\n" + END + "\n"
-    if START not in text or END not in text:
-        text = "# Benchmarks\n\n" + START + "\n" + END + "\n"
-    head, rest = text.split(START, 1)
-    tail = rest.split(END, 1)[1]
-    DOC.write_text(head + START + "\n" + generated + "\n" + END + tail)
+def write_doc(generated: str, start: str = START, end: str = END) -> None:
+    """Replace the part of docs/BENCHMARKS.md between ``start`` and ``end`` (appended when the
+    markers are missing), keeping the hand-written text around it."""
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    if start not in text or end not in text:
+        text = text.rstrip() + "\n\n" + start + "\n" + end + "\n"
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    DOC.write_text(head + start + "\n" + generated + "\n" + end + tail)
 
 
 def _cpu_name():

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import write_doc  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".bench" / "scale"
 DOC = ROOT / "docs" / "BENCHMARKS.md"
@@ -128,14 +131,6 @@ def table(rows) -> str:
     return "\n".join(lines)
 
 
-def write_doc(generated: str) -> None:
-    text = DOC.read_text()
-    if START not in text:
-        text = text.rstrip() + "\n\n" + START + "\n" + END + "\n"
-    head, rest = text.split(START, 1)
-    DOC.write_text(head + START + "\n" + generated + "\n" + END + rest.split(END, 1)[1])
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sizes", default="250,500,1000,2000,4000")
@@ -156,7 +151,7 @@ def main():
     if args.no_doc:
         print(generated)
     else:
-        write_doc(generated)
+        write_doc(generated, START, END)
         print(f"bench-scale: wrote {DOC}")
 
 
