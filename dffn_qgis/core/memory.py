@@ -3,9 +3,9 @@
 The estimate is the process's resident memory when the run is planned (Python, torch, GDAL and
 whatever the host application holds) plus the largest working set of any stage, plus what the
 run holds throughout (validity mask, output maps). The per-stage figures count the arrays each
-stage allocates; the factors on the network's activations were measured on this project's CPU
-build of torch (docs/BENCHMARKS.md, "Memory estimate") and checked by
-``tests/test_memory_estimate.py``.
+stage allocates; the factors on the network's activations are rough per-channel byte counts,
+checked against measured peaks by ``tests/test_memory_estimate.py`` and the size series in
+docs/BENCHMARKS.md.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ GIB = 1024 ** 3
 _HEADROOM = 0.85        # share of the available memory a run may plan to use
 _MIN_TILE = 64
 # bytes per pixel and channel of the network's activations, forward and backward (training) or
-# forward only (inference), on the CPU build of torch: measured, see the module notes
+# forward only (inference), on the CPU build of torch: see the module notes
 _TRAIN_ACTIVATION = 3.0 * F32
 _INFER_ACTIVATION = 2.0 * F32
 
@@ -116,8 +116,8 @@ def plan_memory(method: str, n_bands: int, height: int, width: int, params: DFFN
     ``cache_bytes`` is what GDAL's block cache will hold while the raster is read (the smaller
     of its limit and the file's data): every pass reads the whole file, so it fills up.
 
-    Returns the parameters to run with and the plan (estimate, what is available). Raises
-    :class:`InputError` when even the smallest settings do not fit.
+    Returns the parameters to run with and the plan (estimate, what is available, ``fits``);
+    :func:`refuse` turns a plan that does not fit into the user's error.
     """
     baseline = current_rss() if baseline is None else baseline
     available = available_memory() if available is None else available

@@ -19,7 +19,7 @@ from .outputs import OutputPlan, write_outputs
 from .progress import Monitor, as_monitor
 from .raster_io import open_raster, read_scene
 from .raster_source import ArraySource, RasterSource
-from .result import UnmixResult, sum_to_one
+from .result import UnmixResult, no_abundance_note, sum_to_one
 from .run_record import check_scene, raw_sum_stats, run_record  # noqa: F401  (check_scene: public)
 from .scalable import unmix_source
 from .scene import Scene
@@ -95,7 +95,7 @@ def unmix_scene(scene: Scene, params: DFFNParams, monitor: Optional[Monitor] = N
     P = params.n_endmembers
     A, raw_sum, n_empty = sum_to_one(outcome.abundances)                       # P x n
     if n_empty:
-        monitor.info(f"{n_empty} pixel(s) got no abundance at all; they are set to 1/{P} for every endmember")
+        monitor.info(no_abundance_note(n_empty, P))
     E = outcome.endmembers                                                     # L x P
     abundances = np.full((P,) + scene.valid.shape, np.nan, dtype=np.float32)
     abundances[:, valid] = A

@@ -33,6 +33,12 @@ class UnmixResult:
         return [f"endmember {i + 1}" for i in range(self.n_endmembers)]
 
 
+def no_abundance_note(n_empty: int, n_endmembers: int) -> str:
+    """The log line for pixels :func:`sum_to_one` had to fill with 1/P."""
+    return (f"{n_empty} pixel(s) got no abundance at all; they are set to 1/{n_endmembers} "
+            f"for every endmember")
+
+
 def sum_to_one(A: np.ndarray):
     """Abundances scaled to sum to one per pixel (the paper's evaluation protocol).
 

@@ -27,7 +27,7 @@ from .ffm_scalable import ScalableFusion
 from .model import spectral_angle
 from .progress import Monitor, as_monitor
 from .raster_source import windows
-from .result import UnmixResult, sum_to_one
+from .result import UnmixResult, no_abundance_note, sum_to_one
 from .run_record import check_scene, run_record
 from .train import train_with_cpu_fallback
 
@@ -194,8 +194,7 @@ def unmix_source(source, params: DFFNParams, monitor: Optional[Monitor] = None,
                                   torch.device(outcome.device), monitor.sub(0.85, 1.0))
         predictor.run()
         if predictor.n_empty:
-            monitor.info(f"{predictor.n_empty} pixel(s) got no abundance at all; they are set to "
-                         f"1/{params.n_endmembers} for every endmember")
+            monitor.info(no_abundance_note(predictor.n_empty, params.n_endmembers))
         t_tiles = time.perf_counter() - t0 - t_ffm - t_train
     finally:
         torch.set_num_threads(saved_threads)
