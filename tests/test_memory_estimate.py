@@ -51,7 +51,7 @@ def test_estimate_grows_linearly_with_the_pixel_count():
 
 
 def test_tiles_shrink_until_the_run_fits_then_it_is_refused():
-    params = params_for("fast")
+    params = params_for("fast", abundances="network")     # the network's tiles are the largest stage
     base = 300 * 2 ** 20
     need = peak(estimate_scalable(224, 1000, 1000, params), base) - base
     smaller, plan = plan_memory("scalable", 224, 1000, 1000, params, torch.device("cpu"), baseline=base,
@@ -65,3 +65,9 @@ def test_tiles_shrink_until_the_run_fits_then_it_is_refused():
     _, exact = plan_memory("exact", 224, 4000, 4000, params, torch.device("cpu"), baseline=base,
                            available=8 * 2 ** 30)
     assert not exact["fits"]
+
+
+def test_refined_abundances_need_far_less_memory_per_tile():
+    network = estimate_scalable(224, 1000, 1000, params_for("fast", abundances="network"))["stages"]["tiles"]
+    refined = estimate_scalable(224, 1000, 1000, params_for("fast", abundances="refined"))["stages"]["tiles"]
+    assert refined < network / 2

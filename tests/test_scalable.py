@@ -132,7 +132,7 @@ def _whole_image_abundances(model, fusion, scene):
 
 def test_tiled_abundances_equal_the_whole_image_ones():
     scene = _scene(height=61, width=75)
-    params = params_for("fast", n_endmembers=3, tile=32, seed=4)
+    params = params_for("fast", n_endmembers=3, tile=32, seed=4, abundances="network")
     fusion = ScalableFusion.fit(ArraySource(scene), params, torch.device("cpu"), scene.n_valid)
     torch.manual_seed(0)
     model = DFFN(scene.n_bands, 3, 100).eval()
@@ -152,7 +152,7 @@ def test_tiled_abundances_equal_the_whole_image_ones():
 
 def test_gpu_out_of_memory_splits_tiles_then_falls_back_to_the_cpu(monkeypatch):
     scene = _scene(height=70, width=70)
-    params = params_for("fast", n_endmembers=3, tile=64)
+    params = params_for("fast", n_endmembers=3, tile=64, abundances="network")
     fusion = ScalableFusion.fit(ArraySource(scene), params, torch.device("cpu"), scene.n_valid)
     torch.manual_seed(0)
     model = DFFN(scene.n_bands, 3, 100).eval()

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from .config import DEFAULT_PRESET, METHODS, PRESETS, params_for
+from .config import ABUNDANCE_SOURCES, DEFAULT_PRESET, METHODS, PRESETS, params_for
 from .errors import Cancelled, InputError
 
 EXIT_FAULT, EXIT_INPUT, EXIT_CANCELLED = 1, 2, 130
@@ -127,8 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "doubled until the measured error is below --ffm-tolerance)")
     g.add_argument("--ffm-tolerance", type=float, default=None,
                    help="scalable path: accepted relative error of the approximate spatial term (default 1e-3)")
-    g.add_argument("--train-windows", type=int, default=None, help="scalable path: training windows (default 16)")
-    g.add_argument("--window", type=int, default=None, help="scalable path: training window side (default 24)")
+    g.add_argument("--abundances", choices=list(ABUNDANCE_SOURCES), default=None,
+                   help="network: the abundance module's output (as published); refined: each pixel's "
+                        "non-negative least-squares fit on the learned endmembers, the abundances that "
+                        "minimise the loss's reconstruction angle")
+    g.add_argument("--train-windows", type=int, default=None, help="scalable path: training windows (default 9)")
+    g.add_argument("--window", type=int, default=None, help="scalable path: training window side (default 32)")
     g.add_argument("--tile", type=int, default=None,
                    help="scalable path: tile side for the abundances (default 256; smaller if memory is short)")
     u.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")
@@ -158,7 +162,7 @@ def _run_unmix(args) -> int:
                         a=args.a, b=args.b, c=args.c, precision=args.precision, threads=args.threads,
                         method=args.method, exact_limit=args.exact_limit, landmarks=args.landmarks,
                         ffm_tolerance=args.ffm_tolerance, train_windows=args.train_windows, window=args.window,
-                        tile=args.tile)
+                        tile=args.tile, abundances=args.abundances)
     source = Path(args.input)
     if not source.exists():
         raise InputError(f"input file not found: {source}")

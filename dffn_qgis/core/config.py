@@ -1,8 +1,9 @@
 """Run parameters and the presets that fill them.
 
 ``paper`` is the published setting (Tao et al. 2024, Samson). ``fast`` keeps the same network
-and loss with a schedule that converges in fewer epochs and stops once the loss no longer
-improves; its numbers are chosen by measurement (docs/BENCHMARKS.md).
+and loss with a schedule that converges in fewer epochs, stops once the loss no longer
+improves and refines the abundances on the learned endmembers; its numbers are chosen by
+measurement (docs/BENCHMARKS.md).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from .errors import InputError
 MAX_ENDMEMBERS = 100      # more is a typo, not a request (the QGIS parameter's maximum too)
 _FLOAT_FIELDS = ("lr", "weight_decay", "lr_gamma", "eem_lr", "min_delta", "w", "a", "b", "c", "ffm_tolerance")
 METHODS = ("auto", "exact", "scalable")
+ABUNDANCE_SOURCES = ("network", "refined")
 SAMSON_PIXELS = 95 * 95   # the paper's image size: the spectral kernel's reference pixel count
 # (field, lowest, highest): beyond these torch fails deep inside with a traceback or overflows
 _RANGES = (("epochs", 1, 10 ** 7), ("starts", 1, 1000), ("start_epochs", 0, 10 ** 7),
@@ -56,6 +58,9 @@ class DFFNParams:
     train_windows: int = 9        # windows the scalable path trains on (docs/BENCHMARKS.md: 9 x 32^2 beat 16 x 24^2)
     window: int = 32              # their side (pixels)
     tile: int = 256               # side of the tiles abundances are computed on (scalable path)
+    # output abundances: the abundance module's ("network", as published) or those that minimise the
+    # loss's reconstruction angle for the learned endmembers ("refined": non-negative least squares)
+    abundances: str = "network"
     # loss weights
     a: float = 1.0
     b: float = 0.01
@@ -103,6 +108,8 @@ class DFFNParams:
             raise InputError(f"schedule must be step or cosine (got {self.schedule!r})")
         if self.method not in METHODS:
             raise InputError(f"method must be one of {', '.join(METHODS)} (got {self.method!r})")
+        if self.abundances not in ABUNDANCE_SOURCES:
+            raise InputError(f"abundances must be one of {', '.join(ABUNDANCE_SOURCES)} (got {self.abundances!r})")
         if self.precision not in ("float32", "bfloat16", "auto"):
             raise InputError(f"precision must be float32, bfloat16 or auto (got {self.precision!r})")
         return self
@@ -112,10 +119,12 @@ PRESETS = {
     # The reference implementation's Samson setting.
     "paper": DFFNParams(),
     # Same network and loss; a cosine learning-rate schedule that converges in a third of the
-    # paper's epochs, and a stop once the loss no longer improves. Chosen by measurement on Samson
-    # and synthetic scenes (docs/BENCHMARKS.md); several short starts did not pay for themselves
-    # there (``--starts`` keeps the option).
-    "fast": DFFNParams(epochs=600, lr=3e-3, schedule="cosine", patience=60, min_delta=1e-3, precision="auto"),
+    # paper's epochs, a stop once the loss no longer improves, and the abundances that minimise
+    # the loss's reconstruction angle for the learned endmembers (docs/METHOD.md, "Abundance
+    # refinement"). Chosen by measurement on Samson and synthetic scenes (docs/BENCHMARKS.md);
+    # several short starts and shorter schedules did not hold up there.
+    "fast": DFFNParams(epochs=600, lr=3e-3, schedule="cosine", patience=60, min_delta=1e-3, precision="auto",
+                       abundances="refined"),
 }
 
 DEFAULT_PRESET = "fast"

@@ -79,8 +79,10 @@ def estimate_exact(n_bands: int, height: int, width: int, params: DFFNParams) ->
     ffm = 4 * cube + n * min(params.ffm_block, n) * F32 * 2
     train = cube + _training_bytes(n, n_bands, params)
     outputs = n * (params.n_endmembers * 2 + 2) * F32
-    return {"held": cube, "stages": {"read": 64 * 1024 ** 2, "fusion": ffm, "training": train,
-                                     "writing": outputs}}
+    stages = {"read": 64 * 1024 ** 2, "fusion": ffm, "training": train, "writing": outputs}
+    if params.abundances == "refined":      # a float64 copy of the pixels and the NNLS systems
+        stages["abundances"] = n * n_bands * 8 * 2 + min(n, 65536) * (params.n_endmembers + 1) ** 2 * 8 * 4
+    return {"held": cube, "stages": stages}
 
 
 def estimate_scalable(n_bands: int, height: int, width: int, params: DFFNParams) -> dict:
@@ -96,8 +98,12 @@ def estimate_scalable(n_bands: int, height: int, width: int, params: DFFNParams)
     train = _training_bytes(train_pixels, n_bands, params)
     reach = 3 * params.padding
     tile_pixels = (min(params.tile, height) + 2 * reach) * (min(params.tile, width) + 2 * reach)
-    tiles = (tile_pixels * n_bands * (F32 + 8) + kernel + tile_pixels * n_bands * F32 * 4
-             + tile_pixels * (n_bands + 2 * (128 + 64 + p)) * _INFER_ACTIVATION)
+    if params.abundances == "refined":     # no border, fusion or network: the pixels and their NNLS systems
+        inner = min(params.tile, height) * min(params.tile, width)
+        tiles = inner * n_bands * (F32 + 8 + 8) + inner * (p + 1) ** 2 * 8 * 4
+    else:
+        tiles = (tile_pixels * n_bands * (F32 + 8) + kernel + tile_pixels * n_bands * F32 * 4
+                 + tile_pixels * (n_bands + 2 * (128 + 64 + p)) * _INFER_ACTIVATION)
     held = n * (1 + (p + 1) * F32)
     writing = n * F32 * 2
     return {"held": held, "stages": {"scan": read, "fusion": fusion, "training": train, "tiles": tiles,

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from osgeo import gdal
 
+from .abundance_lsq import REFINED_NOTE, nnls
 from .config import DFFNParams
 from .device import resolve_device
 from .ffm import fuse
@@ -93,10 +94,14 @@ def unmix_scene(scene: Scene, params: DFFNParams, monitor: Optional[Monitor] = N
     t_train = time.perf_counter() - t0 - t_ffm
 
     P = params.n_endmembers
-    A, raw_sum, n_empty = sum_to_one(outcome.abundances)                       # P x n
+    E = outcome.endmembers                                                     # L x P
+    raw_abundances = outcome.abundances
+    if params.abundances == "refined":
+        monitor.info(REFINED_NOTE)
+        raw_abundances = nnls(Y, E).astype(np.float32)
+    A, raw_sum, n_empty = sum_to_one(raw_abundances)                           # P x n
     if n_empty:
         monitor.info(no_abundance_note(n_empty, P))
-    E = outcome.endmembers                                                     # L x P
     abundances = np.full((P,) + scene.valid.shape, np.nan, dtype=np.float32)
     abundances[:, valid] = A
     with torch.no_grad():

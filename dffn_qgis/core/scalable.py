@@ -20,6 +20,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
+from .abundance_lsq import REFINED_NOTE, nnls
 from .config import DFFNParams
 from .device import resolve_device
 from .errors import InputError
@@ -94,6 +95,7 @@ class TilePredictor:
         self.sums: List[Tuple[float, float, float, int]] = []     # (sum, min, max, count) per tile
         self.n_empty = 0
         self.tile = params.tile
+        self.refine = params.abundances == "refined"
         self.cpu_fallback = False
 
     def run(self) -> None:
@@ -128,19 +130,11 @@ class TilePredictor:
         self.cpu_fallback = True
 
     def _predict(self, r0: int, c0: int, rows: int, cols: int) -> None:
-        H, W, reach = self.source.height, self.source.width, self.reach
-        R0, C0 = max(0, r0 - reach), max(0, c0 - reach)
-        R1, C1 = min(H, r0 + rows + reach), min(W, c0 + cols + reach)
-        data, valid = self.source.read(R0, C0, R1 - R0, C1 - C0)
-        inner = (slice(r0 - R0, r0 - R0 + rows), slice(c0 - C0, c0 - C0 + cols))
-        keep = valid[inner]
-        if not keep.any():
+        found = (self._refined if self.refine else self._from_network)(r0, c0, rows, cols)
+        if found is None:     # no valid pixel in the tile
             return
-        image = self.fusion.enhance_window(data, valid, self.device)
-        with torch.no_grad():
-            maps = self.model.aem(torch.from_numpy(image)[None].to(self.device))[0].float().cpu().numpy()
-        A, raw, n_empty = sum_to_one(maps[(slice(None),) + inner][:, keep])
-        Y = data[(slice(None),) + inner][:, keep]
+        Y, raw_abundances, keep = found
+        A, raw, n_empty = sum_to_one(raw_abundances)
         angle = spectral_angle(torch.from_numpy(np.ascontiguousarray(Y)), self.E @ torch.from_numpy(A)).numpy()
         box = (slice(r0, r0 + rows), slice(c0, c0 + cols))
         target = self.abundances[(slice(None),) + box]
@@ -148,6 +142,30 @@ class TilePredictor:
         self.error[box][keep] = angle
         self.sums.append((float(raw.sum()), float(raw.min()), float(raw.max()), raw.size))
         self.n_empty += n_empty
+
+    def _from_network(self, r0: int, c0: int, rows: int, cols: int):
+        """A tile's valid pixels (L x n), their AEM abundances (P x n) and its valid mask, or None;
+        the tile and its border are enhanced."""
+        H, W, reach = self.source.height, self.source.width, self.reach
+        R0, C0 = max(0, r0 - reach), max(0, c0 - reach)
+        R1, C1 = min(H, r0 + rows + reach), min(W, c0 + cols + reach)
+        data, valid = self.source.read(R0, C0, R1 - R0, C1 - C0)
+        inner = (slice(r0 - R0, r0 - R0 + rows), slice(c0 - C0, c0 - C0 + cols))
+        keep = valid[inner]
+        if not keep.any():
+            return None
+        image = self.fusion.enhance_window(data, valid, self.device)
+        with torch.no_grad():
+            maps = self.model.aem(torch.from_numpy(image)[None].to(self.device))[0].float().cpu().numpy()
+        return data[(slice(None),) + inner][:, keep], maps[(slice(None),) + inner][:, keep], keep
+
+    def _refined(self, r0: int, c0: int, rows: int, cols: int):
+        """As :meth:`_from_network`, with least-squares abundances: no fusion or network needed."""
+        data, keep = self.source.read(r0, c0, rows, cols)
+        if not keep.any():
+            return None
+        Y = data[:, keep]
+        return Y, nnls(Y, self.E.numpy()).astype(np.float32), keep
 
     def sum_stats(self) -> dict:
         total = sum(s[0] for s in self.sums)
@@ -192,6 +210,8 @@ def unmix_source(source, params: DFFNParams, monitor: Optional[Monitor] = None,
 
         predictor = TilePredictor(outcome.model, source, fusion, outcome.endmembers, params,
                                   torch.device(outcome.device), monitor.sub(0.85, 1.0))
+        if predictor.refine:
+            monitor.info(REFINED_NOTE)
         predictor.run()
         if predictor.n_empty:
             monitor.info(no_abundance_note(predictor.n_empty, params.n_endmembers))

@@ -116,6 +116,10 @@ ADVANCED_CHOICES = [
      "step: multiplied by the step factor every step (as published); cosine: down to zero at the last epoch"),
     ("PRECISION", "precision", ["float32", "bfloat16", "auto"], "Training precision",
      "float32, bfloat16 or auto (bfloat16 where the hardware has native support)"),
+    ("ABUNDANCES", "abundances", ["network", "refined"], "Abundances",
+     "network: the abundance module's output (as published); refined: each pixel's non-negative "
+     "least-squares fit on the learned endmembers, the abundances that minimise the loss's reconstruction "
+     "angle (sharper after a short training; on large images it also skips the fusion of every tile)"),
     ("METHOD", "method", ["auto", "exact", "scalable"], "Method",
      "exact: the published method on the whole image; scalable: approximate fusion, training on windows, "
      "abundances tile by tile, in bounded memory (for large images); auto: exact up to the limit below"),
@@ -235,9 +239,10 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
             _tr("Number of endmembers: how many materials to separate (at least 2)."),
             _tr("Bands: optional subset of bands to use (for example without water absorption bands); "
                 "empty uses all bands."),
-            _tr("Preset: 'fast' uses a learning-rate schedule that converges sooner and stops when the "
-                "loss no longer improves ({} epochs at most); 'paper' is the published setting ({} epochs)."
-                ).format(fast.epochs, paper.epochs),
+            _tr("Preset: 'fast' uses a learning-rate schedule that converges sooner, stops when the "
+                "loss no longer improves ({} epochs at most) and refines the abundances (each pixel's "
+                "best non-negative fit on the learned endmembers); 'paper' is the published setting "
+                "({} epochs, the network's own abundances).").format(fast.epochs, paper.epochs),
             _tr("Device: 'auto' uses a CUDA GPU when torch sees one, otherwise the CPU; 'cuda' fails "
                 "if there is no GPU."),
             _tr("Random seed: the same seed on the same machine gives the same result."),
