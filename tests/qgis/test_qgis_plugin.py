@@ -117,7 +117,8 @@ def test_parameters_and_outputs(dffn_provider):
     advanced = {name for name, d in p.items() if d.flags() & QgsProcessingParameterDefinition.FlagAdvanced}
     assert {"EPOCHS", "LR", "W", "KERNEL", "A", "B", "C", "STARTS", "PRECISION"} <= advanced
     assert not advanced & {"INPUT", "N_ENDMEMBERS", "BANDS", "PRESET", "DEVICE", "SEED"}
-    for name in advanced - {"PRECISION", "SCHEDULE", "METHOD"}:
+    from dffn_qgis.processing_provider.unmix_algorithm import ADVANCED_CHOICES
+    for name in advanced - {row[0] for row in ADVANCED_CHOICES}:
         assert p[name].defaultValue() is None and p[name].flags() & QgsProcessingParameterDefinition.FlagOptional
 
     assert isinstance(p["OUTPUT"], QgsProcessingParameterRasterDestination)
