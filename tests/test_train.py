@@ -52,9 +52,11 @@ def test_several_starts_keep_the_lowest_loss(tiny):
     assert len(out.history) == 10
 
 
-def test_patience_stops_once_the_loss_stalls(tiny):
-    # a huge min_delta makes every epoch count as "no improvement"
+def test_patience_stops_once_the_loss_stalls_in_the_second_half(tiny):
+    # a huge min_delta makes every epoch count as "no improvement"; no stop in the first half
     out = _train(tiny, epochs=50, patience=3, min_delta=0.9)
+    assert out.stopped_early and out.epochs_run == 26
+    out = _train(tiny, epochs=6, patience=3, min_delta=0.9)
     assert out.stopped_early and out.epochs_run == 4
 
 
@@ -101,3 +103,53 @@ def test_threads_setting_is_restored(tiny):
     before = torch.get_num_threads()
     _train(tiny, epochs=1, threads=1)
     assert torch.get_num_threads() == before
+
+
+def _scripted_losses(monkeypatch, sequences):
+    """Make each new run's epochs report the losses of the next sequence (then its last value)."""
+    from dffn_qgis.core import train as train_module
+    real_init, real_epoch = train_module._Run.__init__, train_module._Run.epoch
+    queue = list(sequences)
+
+    def init(self, *a, **k):
+        real_init(self, *a, **k)
+        self.script = queue.pop(0)
+
+    def epoch(self, x, Y, valid, params, dtype):
+        real_epoch(self, x, Y, valid, params, dtype)          # the network still trains
+        value = self.script[min(len(self.history) - 1, len(self.script) - 1)]
+        self.history[-1] = value
+        if value < self.best_loss or len(self.history) == 1:
+            self.best_loss, self.best_epoch = value, len(self.history) - 1
+            self.best_state = {k: v.clone() for k, v in self.model.state_dict().items()}
+        return value
+
+    monkeypatch.setattr(train_module._Run, "__init__", init)
+    monkeypatch.setattr(train_module._Run, "epoch", epoch)
+
+
+def test_a_collapsed_run_is_restarted_and_the_lowest_loss_kept(tiny, monkeypatch):
+    collapse = [0.5, 0.3, 0.2] + [0.9] * 40           # above 2 x 0.2 from epoch 4 on
+    healthy = [0.5, 0.3, 0.2, 0.15, 0.1] + [0.09] * 40
+    _scripted_losses(monkeypatch, [collapse, healthy])
+    infos = []
+    out = _train(tiny, monitor=Monitor(info=infos.append), epochs=30, patience=5, restarts=2)
+    assert out.restarts == 1 and out.loss == pytest.approx(0.09)
+    assert out.epochs_run == 8 + 30 and len(out.history) == 30
+    assert any("training collapsed; starting again" in m for m in infos)
+
+
+def test_restarts_are_bounded_and_keep_the_best_collapsed_run(tiny, monkeypatch):
+    worse = [0.5, 0.4] + [0.95] * 40
+    better = [0.5, 0.25] + [0.9] * 40
+    _scripted_losses(monkeypatch, [worse, better, worse])
+    infos = []
+    out = _train(tiny, monitor=Monitor(info=infos.append), epochs=20, patience=4, restarts=2)
+    assert out.restarts == 2 and out.loss == pytest.approx(0.25)
+    assert any("every restart collapsed too" in m for m in infos)
+
+
+def test_no_restart_without_patience_or_when_not_allowed(tiny, monkeypatch):
+    _scripted_losses(monkeypatch, [[0.5, 0.2] + [0.9] * 40])
+    out = _train(tiny, epochs=12, patience=3, restarts=0)
+    assert out.restarts == 0 and out.epochs_run == 12

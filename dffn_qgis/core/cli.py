@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--start-epochs", type=int, default=None, help="epochs of each short start")
     g.add_argument("--patience", type=int, default=None,
                    help="stop when the loss has not improved for this many epochs (0: never)")
+    g.add_argument("--restarts", type=int, default=None,
+                   help="fresh starts allowed when training collapses (the loss stays above twice its lowest "
+                        "for --patience epochs)")
     g.add_argument("--w", type=float, default=None, help="fusion weight of the spectral term, in [0, 1]")
     g.add_argument("--kernel", type=int, default=None, help="convolution kernel size (odd)")
     g.add_argument("--a", type=float, default=None, help="weight of the reconstruction angle loss")
@@ -157,7 +160,7 @@ def _run_unmix(args) -> int:
 
     params = params_for(args.preset, n_endmembers=args.endmembers, device=args.device, seed=args.seed,
                         epochs=args.epochs, lr=args.lr, starts=args.starts, start_epochs=args.start_epochs,
-                        patience=args.patience, w=args.w, kernel=args.kernel,
+                        patience=args.patience, restarts=args.restarts, w=args.w, kernel=args.kernel,
                         padding=None if args.kernel is None else args.kernel // 2,
                         a=args.a, b=args.b, c=args.c, precision=args.precision, threads=args.threads,
                         method=args.method, exact_limit=args.exact_limit, landmarks=args.landmarks,

@@ -20,7 +20,7 @@ ABUNDANCE_SOURCES = ("network", "refined")
 SAMSON_PIXELS = 95 * 95   # the paper's image size: the spectral kernel's reference pixel count
 # (field, lowest, highest): beyond these torch fails deep inside with a traceback or overflows
 _RANGES = (("epochs", 1, 10 ** 7), ("starts", 1, 1000), ("start_epochs", 0, 10 ** 7),
-           ("patience", 0, 10 ** 7), ("threads", 0, 4096), ("lr_step", 1, 10 ** 7), ("ffm_block", 1, 10 ** 9),
+           ("patience", 0, 10 ** 7), ("restarts", 0, 100), ("threads", 0, 4096), ("lr_step", 1, 10 ** 7), ("ffm_block", 1, 10 ** 9),
            ("lr", 0.0, 10.0), ("eem_lr", 0.0, 10.0), ("weight_decay", 0.0, 1.0), ("lr_gamma", 0.0, 1.0),
            ("min_delta", 0.0, 1.0), ("w", 0.0, 1.0), ("a", 0.0, 1e6), ("b", 0.0, 1e6), ("c", 0.0, 1e6),
            ("spectral_pixels", 0, 10 ** 12), ("exact_limit", 0, 10 ** 12), ("landmarks", 16, 65536),
@@ -41,6 +41,7 @@ class DFFNParams:
     starts: int = 1               # short starts tried; the lowest-loss one is trained on
     start_epochs: int = 0         # epochs each start gets before the pick (0: no pick)
     patience: int = 0             # stop when the best loss has not improved for this many epochs (0: never)
+    restarts: int = 0             # fresh starts when the loss collapses (above 2x its lowest for ``patience`` epochs)
     min_delta: float = 0.0        # relative improvement that counts for ``patience``
     precision: str = "float32"    # "float32", "bfloat16" or "auto" (bfloat16 where the CPU has native bf16)
     # network
@@ -121,10 +122,11 @@ PRESETS = {
     # Same network and loss; a cosine learning-rate schedule that converges in a third of the
     # paper's epochs, a stop once the loss no longer improves, and the abundances that minimise
     # the loss's reconstruction angle for the learned endmembers (docs/METHOD.md, "Abundance
-    # refinement"). Chosen by measurement on Samson and synthetic scenes (docs/BENCHMARKS.md);
-    # several short starts and shorter schedules did not hold up there.
+    # refinement"); a fresh start when training collapses. Chosen by measurement on Samson and
+    # synthetic scenes (docs/BENCHMARKS.md); several short starts and shorter schedules did not
+    # hold up there.
     "fast": DFFNParams(epochs=600, lr=3e-3, schedule="cosine", patience=60, min_delta=1e-3, precision="auto",
-                       abundances="refined"),
+                       restarts=2, abundances="refined"),
 }
 
 DEFAULT_PRESET = "fast"

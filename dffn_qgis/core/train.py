@@ -34,6 +34,7 @@ class TrainOutcome:
     precision: str = "float32"
     precision_reason: str = ""
     stopped_early: bool = False
+    restarts: int = 0               # fresh starts after a collapse (docs/METHOD.md)
     model: Optional[DFFN] = None    # the kept state, in eval mode (for tiled inference)
 
 
@@ -54,6 +55,7 @@ class _Run:
         self.best_state = None
         self.best_epoch = -1
         self.history: List[float] = []
+        self.stopped = False        # by the patience rule
 
     def epoch(self, x, Y, valid, params: DFFNParams, autocast_dtype) -> float:
         self.model.train()
@@ -76,11 +78,22 @@ class _Run:
         return value
 
     def stalled(self, params: DFFNParams) -> bool:
-        """No relative improvement of ``min_delta`` within the last ``patience`` epochs."""
-        if params.patience <= 0 or len(self.history) <= params.patience:
+        """No relative improvement of ``min_delta`` within the last ``patience`` epochs, in the
+        second half of the schedule. In the first half a flat lowest loss more often means a
+        collapse (:meth:`collapsed`), which a restart mends, than convergence (Samson, scalable
+        path, seed 5 stopped at epoch 96 with SAD 0.26 before this rule)."""
+        if params.patience <= 0 or len(self.history) <= max(params.patience, params.epochs // 2):
             return False
         before = min(self.history[:-params.patience])
         return self.best_loss > before * (1.0 - params.min_delta)
+
+    def collapsed(self, params: DFFNParams) -> bool:
+        """The loss has stayed above twice its lowest value for the last ``patience`` epochs: the
+        network left a good state for a degenerate one it does not leave (Samson, scalable path,
+        seed 5: from 0.135 up to 0.38-0.44 at epoch 70, still 0.38 at epoch 250)."""
+        if params.patience <= 0 or len(self.history) <= params.patience:
+            return False
+        return min(self.history[-params.patience:]) > 2.0 * self.best_loss
 
 
 def _seed_everything(seed: int) -> None:
@@ -127,32 +140,51 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
             done += 1
             monitor.progress(done / planned, f"{label}: epoch {len(run.history)}, loss {value:.5f}")
 
+        given_up: List[_Run] = []      # runs whose loss collapsed, replaced by a fresh start
+
+        def finish(run: _Run) -> _Run:
+            """Train ``run`` to the end of the schedule or the patience stop; a run whose loss
+            collapses is replaced by a fresh start while restarts are left."""
+            nonlocal planned
+            while len(run.history) < params.epochs:
+                step(run, "training")
+                if run.stalled(params):
+                    run.stopped = True
+                    break
+                if len(given_up) < params.restarts and run.collapsed(params):
+                    monitor.info(f"the loss has stayed above twice its lowest value ({run.best_loss:.5f}) for "
+                                 f"{params.patience} epochs: training collapsed; starting again from a new "
+                                 f"initialisation (restart {len(given_up) + 1} of at most {params.restarts})")
+                    run.optimizer = run.scheduler = None
+                    given_up.append(run)
+                    planned += params.epochs
+                    run = _Run(params, Yt.shape[0], n_pixels, device)
+            return run
+
         runs = []
         for s in range(params.starts if picking else 1):
             run = _Run(params, Yt.shape[0], n_pixels, device)
-            for _ in range(start_epochs):
-                step(run, f"start {s + 1}/{params.starts}" if picking else "training")
-                if not picking and run.stalled(params):
-                    break
-            runs.append(run)
             if picking:
+                for _ in range(start_epochs):
+                    step(run, f"start {s + 1}/{params.starts}")
                 monitor.info(f"start {s + 1}/{params.starts}: lowest loss {run.best_loss:.5f} "
                              f"after {start_epochs} epochs")
+            runs.append(run)
         start_losses = [r.best_loss for r in runs]
         chosen = int(np.argmin(start_losses))
         run = runs[chosen]
         del runs
         if picking:
             monitor.info(f"training on with start {chosen + 1} (lowest loss)")
-            while len(run.history) < params.epochs:
-                step(run, "training")
-                if run.stalled(params):
-                    break
-        stopped_early = len(run.history) < params.epochs
+        run = finish(run)
+        if given_up and min(r.best_loss for r in given_up) < run.best_loss:
+            run = min(given_up, key=lambda r: r.best_loss)
+            monitor.info("every restart collapsed too: keeping the run with the lowest loss")
+        stopped_early = run.stopped
         if stopped_early:
             monitor.info(f"stopped after {len(run.history)} epochs: the loss improved by less than "
                          f"{params.min_delta:g} (relative) in the last {params.patience} epochs")
-        epochs_run = (len(start_losses) - 1) * start_epochs + len(run.history) if picking else len(run.history)
+        epochs_run = done
         monitor.info(f"lowest loss {run.best_loss:.5f} at epoch {run.best_epoch + 1}; "
                      f"{epochs_run} epochs in {time.perf_counter() - t0:.1f} s")
 
@@ -166,7 +198,7 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
             loss=run.best_loss, history=run.history, epochs_run=epochs_run,
             start_losses=start_losses, chosen_start=chosen, device=str(device), device_reason=device_reason,
             precision=str(autocast_dtype).replace("torch.", ""), precision_reason=precision_reason,
-            stopped_early=stopped_early, model=run.model)
+            stopped_early=stopped_early, restarts=len(given_up), model=run.model)
     finally:
         torch.set_num_threads(saved_threads)
 
