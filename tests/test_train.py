@@ -52,12 +52,16 @@ def test_several_starts_keep_the_lowest_loss(tiny):
     assert len(out.history) == 10
 
 
-def test_patience_stops_once_the_loss_stalls_in_the_second_half(tiny):
-    # a huge min_delta makes every epoch count as "no improvement"; no stop in the first half
+def test_patience_stops_once_the_loss_stalls(tiny):
+    # a huge min_delta makes every epoch count as "no improvement"
     out = _train(tiny, epochs=50, patience=3, min_delta=0.9)
-    assert out.stopped_early and out.epochs_run == 26
-    out = _train(tiny, epochs=6, patience=3, min_delta=0.9)
-    assert out.stopped_early and out.epochs_run == 4
+    assert out.stopped_early and out.epochs_run == 4 and out.start_losses == [out.loss]
+
+
+def test_patience_without_min_delta_stops_when_the_loss_does_not_improve_at_all(tiny, monkeypatch):
+    _scripted_losses(monkeypatch, [[0.5, 0.4, 0.3] + [0.35] * 40])
+    out = _train(tiny, epochs=30, patience=4)
+    assert out.stopped_early and out.epochs_run == 7
 
 
 def test_valid_subset_trains_on_valid_pixels_only(tiny):
@@ -128,28 +132,36 @@ def _scripted_losses(monkeypatch, sequences):
     monkeypatch.setattr(train_module._Run, "epoch", epoch)
 
 
-def test_a_collapsed_run_is_restarted_and_the_lowest_loss_kept(tiny, monkeypatch):
-    collapse = [0.5, 0.3, 0.2] + [0.9] * 40           # above 2 x 0.2 from epoch 4 on
-    healthy = [0.5, 0.3, 0.2, 0.15, 0.1] + [0.09] * 40
-    _scripted_losses(monkeypatch, [collapse, healthy])
+def test_a_run_stuck_in_the_first_half_is_restarted_and_the_lowest_loss_kept(tiny, monkeypatch):
+    stuck = [0.5, 0.3, 0.2] + [0.9] * 40              # no new low after epoch 3
+    healthy = [0.5 - 0.015 * i for i in range(30)]    # improves to the end: 0.065
+    _scripted_losses(monkeypatch, [stuck, healthy])
     infos = []
     out = _train(tiny, monitor=Monitor(info=infos.append), epochs=30, patience=5, restarts=2)
-    assert out.restarts == 1 and out.loss == pytest.approx(0.09)
-    assert out.epochs_run == 8 + 30 and len(out.history) == 30
-    assert any("training collapsed; starting again" in m for m in infos)
+    assert out.restarts == 1 and out.loss == pytest.approx(0.065)
+    assert out.epochs_run == 8 + 30 and len(out.history) == 30 and not out.stopped_early
+    assert any("starting again from a new initialisation (restart 1 of at most 2)" in m for m in infos)
 
 
-def test_restarts_are_bounded_and_keep_the_best_collapsed_run(tiny, monkeypatch):
+def test_restarts_are_bounded_and_keep_the_lowest_loss(tiny, monkeypatch):
     worse = [0.5, 0.4] + [0.95] * 40
     better = [0.5, 0.25] + [0.9] * 40
     _scripted_losses(monkeypatch, [worse, better, worse])
     infos = []
     out = _train(tiny, monitor=Monitor(info=infos.append), epochs=20, patience=4, restarts=2)
-    assert out.restarts == 2 and out.loss == pytest.approx(0.25)
-    assert any("every restart collapsed too" in m for m in infos)
+    assert out.restarts == 2 and out.loss == pytest.approx(0.25) and out.stopped_early is False
+    assert out.epochs_run == 6 + 6 + 6
+    assert any("every restart got stuck too" in m for m in infos)
 
 
-def test_no_restart_without_patience_or_when_not_allowed(tiny, monkeypatch):
+def test_a_stall_in_the_second_half_stops_without_restart(tiny, monkeypatch):
+    late = [0.5 - 0.02 * i for i in range(12)] + [0.2] * 40     # improves for 12 of 20 epochs
+    _scripted_losses(monkeypatch, [late])
+    out = _train(tiny, epochs=20, patience=4, restarts=2)
+    assert out.restarts == 0 and out.stopped_early and out.epochs_run == 17
+
+
+def test_no_restart_when_none_is_allowed(tiny, monkeypatch):
     _scripted_losses(monkeypatch, [[0.5, 0.2] + [0.9] * 40])
     out = _train(tiny, epochs=12, patience=3, restarts=0)
-    assert out.restarts == 0 and out.epochs_run == 12
+    assert out.restarts == 0 and out.stopped_early and out.epochs_run == 5

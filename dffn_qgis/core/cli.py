@@ -109,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--patience", type=int, default=None,
                    help="stop when the loss has not improved for this many epochs (0: never)")
     g.add_argument("--restarts", type=int, default=None,
-                   help="fresh starts allowed when training collapses (the loss stays above twice its lowest "
-                        "for --patience epochs)")
+                   help="fresh starts allowed when training gets stuck (the patience rule fires in the first "
+                        "half of the schedule); the run with the lowest loss is kept")
     g.add_argument("--w", type=float, default=None, help="fusion weight of the spectral term, in [0, 1]")
     g.add_argument("--kernel", type=int, default=None, help="convolution kernel size (odd)")
     g.add_argument("--a", type=float, default=None, help="weight of the reconstruction angle loss")

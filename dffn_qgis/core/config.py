@@ -41,7 +41,7 @@ class DFFNParams:
     starts: int = 1               # short starts tried; the lowest-loss one is trained on
     start_epochs: int = 0         # epochs each start gets before the pick (0: no pick)
     patience: int = 0             # stop when the best loss has not improved for this many epochs (0: never)
-    restarts: int = 0             # fresh starts when the loss collapses (above 2x its lowest for ``patience`` epochs)
+    restarts: int = 0             # fresh starts when the patience rule fires in the first half of the epochs
     min_delta: float = 0.0        # relative improvement that counts for ``patience``
     precision: str = "float32"    # "float32", "bfloat16" or "auto" (bfloat16 where the CPU has native bf16)
     # network
@@ -122,7 +122,7 @@ PRESETS = {
     # Same network and loss; a cosine learning-rate schedule that converges in a third of the
     # paper's epochs, a stop once the loss no longer improves, and the abundances that minimise
     # the loss's reconstruction angle for the learned endmembers (docs/METHOD.md, "Abundance
-    # refinement"); a fresh start when training collapses. Chosen by measurement on Samson and
+    # refinement"); a fresh start when training gets stuck early. Chosen by measurement on Samson and
     # synthetic scenes (docs/BENCHMARKS.md); several short starts and shorter schedules did not
     # hold up there.
     "fast": DFFNParams(epochs=600, lr=3e-3, schedule="cosine", patience=60, min_delta=1e-3, precision="auto",

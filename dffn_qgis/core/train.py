@@ -34,7 +34,7 @@ class TrainOutcome:
     precision: str = "float32"
     precision_reason: str = ""
     stopped_early: bool = False
-    restarts: int = 0               # fresh starts after a collapse (docs/METHOD.md)
+    restarts: int = 0               # fresh starts after a run got stuck (docs/METHOD.md)
     model: Optional[DFFN] = None    # the kept state, in eval mode (for tiled inference)
 
 
@@ -78,22 +78,11 @@ class _Run:
         return value
 
     def stalled(self, params: DFFNParams) -> bool:
-        """No relative improvement of ``min_delta`` within the last ``patience`` epochs, in the
-        second half of the schedule. In the first half a flat lowest loss more often means a
-        collapse (:meth:`collapsed`), which a restart mends, than convergence (Samson, scalable
-        path, seed 5 stopped at epoch 96 with SAD 0.26 before this rule)."""
-        if params.patience <= 0 or len(self.history) <= max(params.patience, params.epochs // 2):
-            return False
-        before = min(self.history[:-params.patience])
-        return self.best_loss > before * (1.0 - params.min_delta)
-
-    def collapsed(self, params: DFFNParams) -> bool:
-        """The loss has stayed above twice its lowest value for the last ``patience`` epochs: the
-        network left a good state for a degenerate one it does not leave (Samson, scalable path,
-        seed 5: from 0.135 up to 0.38-0.44 at epoch 70, still 0.38 at epoch 250)."""
+        """The lowest loss has not improved by ``min_delta`` (relative) in the last ``patience`` epochs."""
         if params.patience <= 0 or len(self.history) <= params.patience:
             return False
-        return min(self.history[-params.patience:]) > 2.0 * self.best_loss
+        before = min(self.history[:-params.patience])
+        return self.best_loss >= before * (1.0 - params.min_delta)
 
 
 def _seed_everything(seed: int) -> None:
@@ -140,25 +129,29 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
             done += 1
             monitor.progress(done / planned, f"{label}: epoch {len(run.history)}, loss {value:.5f}")
 
-        given_up: List[_Run] = []      # runs whose loss collapsed, replaced by a fresh start
+        given_up: List[_Run] = []      # runs that got stuck, replaced by a fresh start
 
         def finish(run: _Run) -> _Run:
-            """Train ``run`` to the end of the schedule or the patience stop; a run whose loss
-            collapses is replaced by a fresh start while restarts are left."""
+            """Train ``run`` to the end of the schedule or the patience stop. A run that stalls in
+            the first half of the schedule, while the learning rate is still high, got stuck
+            rather than converged (docs/METHOD.md): while restarts are left it is replaced by a
+            fresh start."""
             nonlocal planned
             while len(run.history) < params.epochs:
                 step(run, "training")
-                if run.stalled(params):
-                    run.stopped = True
-                    break
-                if len(given_up) < params.restarts and run.collapsed(params):
-                    monitor.info(f"the loss has stayed above twice its lowest value ({run.best_loss:.5f}) for "
-                                 f"{params.patience} epochs: training collapsed; starting again from a new "
+                if not run.stalled(params):
+                    continue
+                if len(given_up) < params.restarts and len(run.history) <= params.epochs // 2:
+                    monitor.info(f"the loss stopped improving in the first half of the schedule (lowest "
+                                 f"{run.best_loss:.5f} at epoch {run.best_epoch + 1}): starting again from a new "
                                  f"initialisation (restart {len(given_up) + 1} of at most {params.restarts})")
                     run.optimizer = run.scheduler = None
                     given_up.append(run)
                     planned += params.epochs
                     run = _Run(params, Yt.shape[0], n_pixels, device)
+                else:
+                    run.stopped = True
+                    break
             return run
 
         runs = []
@@ -179,7 +172,9 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
         run = finish(run)
         if given_up and min(r.best_loss for r in given_up) < run.best_loss:
             run = min(given_up, key=lambda r: r.best_loss)
-            monitor.info("every restart collapsed too: keeping the run with the lowest loss")
+            monitor.info("every restart got stuck too: keeping the run with the lowest loss")
+        if not picking:
+            start_losses = [run.best_loss]
         stopped_early = run.stopped
         if stopped_early:
             monitor.info(f"stopped after {len(run.history)} epochs: the loss improved by less than "

@@ -71,9 +71,9 @@ ADVANCED = [
      "epochs each start gets before the pick (0: no pick)"),
     ("PATIENCE", "patience", _INTEGER, 0, None, "Patience (epochs)",
      "stop once the loss has not improved for this many epochs (0: never stop early)"),
-    ("RESTARTS", "restarts", _INTEGER, 0, 100, "Restarts after a collapse",
-     "fresh starts allowed when training collapses (the loss stays above twice its lowest value for the "
-     "patience's number of epochs)"),
+    ("RESTARTS", "restarts", _INTEGER, 0, 100, "Restarts when stuck",
+     "fresh starts allowed when training gets stuck (the patience rule fires in the first half of the "
+     "epochs); the run with the lowest loss is kept"),
     ("MIN_DELTA", "min_delta", _DOUBLE, 0.0, 1.0, "Minimum relative improvement",
      "relative loss improvement that counts as one for the patience rule"),
     ("KERNEL", "kernel", _INTEGER, 1, 99, "Kernel size k",
