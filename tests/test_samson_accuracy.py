@@ -3,8 +3,9 @@
 Bounds: the reference implementation reaches 0.033-0.042 rad mean SAD and 0.033-0.043 mean RMSE
 on its good seeds and 0.160 / 0.156 on its bad seed 1 (docs in ../shared/docs/DFFN_METHOD.md);
 VCA + FCLS gets about 0.07-0.08 rad and 0.26. The default preset must stay clearly on the good
-side: mean SAD below 0.06 rad (the "no seed worse than" goal) and mean RMSE well below the
-baseline's. docs/BENCHMARKS.md has the per-seed figures.
+side: mean SAD below 0.06 rad (the "no seed worse than" goal) and mean RMSE below 0.07 (its
+refined abundances scored 0.033-0.053 over seeds 1-5; the network's own abundances, 0.074-0.115,
+would fail). docs/BENCHMARKS.md has the per-seed figures.
 """
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from dffn_qgis.core.pipeline import unmix_scene
 SAMSON = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "samson" / "Samson.mat"
 
 MAX_MEAN_SAD_RAD = 0.06
-MAX_MEAN_RMSE = 0.15
+MAX_MEAN_RMSE = 0.07
 
 
 @pytest.mark.skipif(not SAMSON.exists(), reason=f"Samson scene not present at {SAMSON}")
