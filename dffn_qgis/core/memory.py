@@ -16,6 +16,7 @@ from typing import Optional, Tuple
 
 import torch
 
+from .abundance_lsq import CHUNK as LSQ_CHUNK
 from .config import DFFNParams
 from .errors import InputError
 from .ffm_scalable import CHECK_PIXELS, CHUNK, MAX_LANDMARK_FACTOR, MAX_LANDMARKS
@@ -81,7 +82,7 @@ def estimate_exact(n_bands: int, height: int, width: int, params: DFFNParams) ->
     outputs = n * (params.n_endmembers * 2 + 2) * F32
     stages = {"read": 64 * 1024 ** 2, "fusion": ffm, "training": train, "writing": outputs}
     if params.abundances == "refined":      # a float64 copy of the pixels and the NNLS systems
-        stages["abundances"] = n * n_bands * 8 * 2 + min(n, 65536) * (params.n_endmembers + 1) ** 2 * 8 * 4
+        stages["abundances"] = n * n_bands * 8 * 2 + min(n, LSQ_CHUNK) * (params.n_endmembers + 1) ** 2 * 8 * 4
     return {"held": cube, "stages": stages}
 
 
@@ -100,7 +101,7 @@ def estimate_scalable(n_bands: int, height: int, width: int, params: DFFNParams)
     tile_pixels = (min(params.tile, height) + 2 * reach) * (min(params.tile, width) + 2 * reach)
     if params.abundances == "refined":     # no border, fusion or network: the pixels and their NNLS systems
         inner = min(params.tile, height) * min(params.tile, width)
-        tiles = inner * n_bands * (F32 + 8 + 8) + inner * (p + 1) ** 2 * 8 * 4
+        tiles = inner * n_bands * (F32 + 8 + 8) + min(inner, LSQ_CHUNK) * (p + 1) ** 2 * 8 * 4
     else:
         tiles = (tile_pixels * n_bands * (F32 + 8) + kernel + tile_pixels * n_bands * F32 * 4
                  + tile_pixels * (n_bands + 2 * (128 + 64 + p)) * _INFER_ACTIVATION)

@@ -172,7 +172,7 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
         run = finish(run)
         if given_up and min(r.best_loss for r in given_up) < run.best_loss:
             run = min(given_up, key=lambda r: r.best_loss)
-            monitor.info("every restart got stuck too: keeping the run with the lowest loss")
+            monitor.info(f"a run given up earlier reached the lowest loss ({run.best_loss:.5f}): keeping it")
         if not picking:
             start_losses = [run.best_loss]
         stopped_early = run.stopped
