@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: setup demo test test-core bench bench-scale package install clean
+.PHONY: setup demo test test-core bench bench-scenes bench-scale package install clean
 
 setup:
 	@bash scripts/setup.sh
@@ -18,7 +18,12 @@ test-core: setup
 
 bench: setup
 	$(PY) scripts/bench.py
+	$(PY) scripts/bench_scenes.py
 	$(PY) scripts/bench_scale.py
+
+# every method on the 13 development scenes (hours on 2 cores; cached, so it can be done in parts)
+bench-scenes: setup
+	$(PY) scripts/bench_scenes.py $(ARGS)
 
 bench-scale: setup
 	$(PY) scripts/bench_scale.py

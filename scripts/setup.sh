@@ -53,4 +53,11 @@ if ! "$PY" -c 'import spectral, pytest, pytest_qgis, hypothesis' 2>/dev/null; th
     echo "setup: installing spectral, pytest, pytest-qgis, hypothesis"
     "$PY" -m pip install -q -c "$CONSTRAINTS" -r requirements-dev.txt
 fi
+# earthlib (MIT): ~7,000 measured spectra, used for the development scenes (benchmarks/) and the
+# default library that names endmembers. Only its data files are read, so its own dependencies
+# (pandas, loguru, tqdm) are not installed.
+if ! "$PY" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("earthlib") is None)' 2>/dev/null; then
+    echo "setup: installing earthlib's spectral library (data only)"
+    "$PY" -m pip install -q --no-deps earthlib==1.1.0
+fi
 "$PY" -c 'import torch, numpy, spectral; from osgeo import gdal; import qgis.core; print("setup: ok - torch", torch.__version__, "numpy", numpy.__version__, "GDAL", gdal.__version__, "QGIS", qgis.core.Qgis.QGIS_VERSION)'

@@ -115,3 +115,31 @@ def test_vca_fcls_on_samson():
           f"one-to-one SAD {np.degrees(one[0]):.2f} deg, RMSE x100 {100 * one[1]:.1f}")
     print(format_report(d))
     assert one[0] < 0.15 and one[1] < 0.4
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_nfindr_finds_the_pure_pixels(seed):
+    from dffn_qgis.core.baseline import nfindr
+    Y, E, A = mixture(seed=seed)
+    E_hat, idx = nfindr(Y, 4, seed=seed)
+    assert sorted(idx.tolist()) == [0, 1, 2, 3]
+    np.testing.assert_allclose(E_hat[:, np.argsort(idx)], E, atol=1e-12)
+
+
+def test_nfindr_grows_the_simplex_from_a_poor_start():
+    """Noisy pixels make VCA's pick uncertain; N-FINDR's swaps never shrink the simplex volume."""
+    from dffn_qgis.core.baseline import _top_subspace, nfindr
+
+    Y, E, A = mixture(noise=0.02, N=2000, seed=3)
+
+    def volume(idx):
+        mean = Y.mean(axis=1, keepdims=True)
+        U = _top_subspace((Y - mean) @ (Y - mean).T / Y.shape[1], 3)
+        Z = np.vstack([np.ones((1, Y.shape[1])), U.T @ (Y - mean)])
+        return abs(np.linalg.det(Z[:, idx]))
+
+    _, start = vca(Y, 4, seed=0)
+    _, found = nfindr(Y, 4, seed=0)
+    assert volume(found) >= volume(start)
+    sad = sad_matrix(Y[:, found], E)
+    assert sad[np.arange(4), match_hungarian(sad)].max() < 0.05

@@ -117,3 +117,47 @@ def vca_fcls(Y: np.ndarray, P: int, seed: int = 0) -> Tuple[np.ndarray, np.ndarr
     """VCA endmembers (L, P) and their FCLS abundances (P, N)."""
     E, _ = vca(Y, P, seed)
     return E, fcls(Y, E)
+
+
+# ---------------------------------------------------------------------------------------------
+# N-FINDR
+
+def nfindr(Y: np.ndarray, P: int, seed: int = 0, max_sweeps: int = 20) -> Tuple[np.ndarray, np.ndarray]:
+    """Extract ``P`` endmembers from ``Y`` (L, N) with N-FINDR (M. E. Winter, "N-FINDR: an
+    algorithm for fast autonomous spectral end-member determination in hyperspectral data",
+    Proc. SPIE 3753, 1999): the ``P`` pixels spanning the simplex of largest volume in the
+    (P-1)-dimensional principal subspace, found by replacing one vertex at a time.
+
+    Returns ``(E, indices)``: the chosen pixels (L, P) and their indices. Starts from VCA's
+    pixels (of the same ``seed``).
+    """
+    Y = _check_image(Y, P)
+    L, N = Y.shape
+    mean = Y.mean(axis=1, keepdims=True)
+    U = _top_subspace((Y - mean) @ (Y - mean).T / N, P - 1)
+    Z = np.vstack([np.ones((1, N)), U.T @ (Y - mean)])          # P x N: affine coordinates
+    _, indices = vca(Y, P, seed)
+    indices = np.array(indices)
+    for _ in range(max_sweeps):
+        changed = False
+        for i in range(P):
+            S = Z[:, indices]
+            try:
+                inverse = np.linalg.inv(S)
+            except np.linalg.LinAlgError:     # a flat simplex: any pixel that lifts it will do
+                inverse = np.linalg.pinv(S)
+            # the volume with vertex i replaced by pixel x is |det S| * |inverse[i] @ x|
+            gain = np.abs(inverse[i] @ Z)
+            best = int(np.argmax(gain))
+            if gain[best] > 1.0 + 1e-9 and best not in indices:
+                indices[i] = best
+                changed = True
+        if not changed:
+            break
+    return Y[:, indices], indices
+
+
+def nfindr_fcls(Y: np.ndarray, P: int, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """N-FINDR endmembers (L, P) and their FCLS abundances (P, N)."""
+    E, _ = nfindr(Y, P, seed)
+    return E, fcls(Y, E)

@@ -11,6 +11,7 @@ import torch
 from osgeo import gdal
 
 from .abundance_lsq import REFINED_NOTE, nnls
+from .brightness import BRIGHTNESS_NOTE, fit_brightness
 from .config import DFFNParams
 from .device import resolve_device
 from .ffm import fuse
@@ -94,7 +95,8 @@ def unmix_scene(scene: Scene, params: DFFNParams, monitor: Optional[Monitor] = N
     t_train = time.perf_counter() - t0 - t_ffm
 
     P = params.n_endmembers
-    E = outcome.endmembers                                                     # L x P
+    E, factors = fit_brightness(Y, outcome.endmembers)                         # L x P, at the data's brightness
+    monitor.info(BRIGHTNESS_NOTE)
     raw_abundances = outcome.abundances
     if params.abundances == "refined":
         monitor.info(REFINED_NOTE)
@@ -111,7 +113,8 @@ def unmix_scene(scene: Scene, params: DFFNParams, monitor: Optional[Monitor] = N
 
     record = run_record(scene, params, outcome, raw_sum_stats(raw_sum), float(np.mean(angle)),
                         {"ffm_s": round(t_ffm, 3), "training_s": round(t_train, 3)}, method="exact",
-                        extra={"memory_estimate": memory_plan} if memory_plan else None)
+                        extra={"endmember_brightness_factors": [float(f) for f in factors],
+                               **({"memory_estimate": memory_plan} if memory_plan else {})})
     return UnmixResult(abundances=abundances, endmembers=E.astype(np.float32), error=error,
                        loss=outcome.loss, history=outcome.history, record=record)
 

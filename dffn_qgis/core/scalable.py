@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .abundance_lsq import REFINED_NOTE, nnls
+from .brightness import BRIGHTNESS_NOTE, fit_brightness
 from .config import DFFNParams
 from .device import resolve_device
 from .errors import InputError
@@ -208,7 +209,9 @@ def unmix_source(source, params: DFFNParams, monitor: Optional[Monitor] = None,
         outcome, params = train_with_cpu_fallback(image, Y, None if all_valid else index, params, monitor.sub(0.2, 0.85))
         t_train = time.perf_counter() - t0 - t_ffm
 
-        predictor = TilePredictor(outcome.model, source, fusion, outcome.endmembers, params,
+        endmembers, factors = fit_brightness(Y, outcome.endmembers)       # on the training pixels
+        monitor.info(BRIGHTNESS_NOTE)
+        predictor = TilePredictor(outcome.model, source, fusion, endmembers, params,
                                   torch.device(outcome.device), monitor.sub(0.85, 1.0))
         if predictor.refine:
             monitor.info(REFINED_NOTE)
@@ -222,11 +225,12 @@ def unmix_source(source, params: DFFNParams, monitor: Optional[Monitor] = None,
     extra = {"scalable": {"landmarks": fusion.n_landmarks, "ffm_relative_error": fusion.relative_error,
                           "ffm_tolerance": params.ffm_tolerance, "training_windows": [list(b) for b in boxes],
                           "training_pixels": int(Y.shape[1]), "tile": params.tile, "reach": aem_reach(params),
-                          "gpu_fell_back_to_cpu": predictor.cpu_fallback}}
+                          "gpu_fell_back_to_cpu": predictor.cpu_fallback},
+             "endmember_brightness_factors": [float(f) for f in factors]}
     if memory_plan:
         extra["memory_estimate"] = memory_plan
     record = run_record(scene, params, outcome, predictor.sum_stats(), float(np.nanmean(error)),
                         {"ffm_s": round(t_ffm, 3), "training_s": round(t_train, 3), "tiles_s": round(t_tiles, 3)},
                         method="scalable", extra=extra)
-    return UnmixResult(abundances=predictor.abundances, endmembers=outcome.endmembers.astype(np.float32),
+    return UnmixResult(abundances=predictor.abundances, endmembers=endmembers.astype(np.float32),
                        error=error, loss=outcome.loss, history=outcome.history, record=record)
