@@ -20,18 +20,10 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from benchmarks import scenes  # noqa: E402
-from dffn_qgis.core.abundance_lsq import nnls  # noqa: E402
 from dffn_qgis.core.baseline import nfindr_fcls, vca_fcls  # noqa: E402
 from dffn_qgis.core.config import params_for  # noqa: E402
-from dffn_qgis.core.metrics import evaluate, normalise_endmembers  # noqa: E402
+from dffn_qgis.core.metrics import evaluate, max_normalised_nnls  # noqa: E402
 from dffn_qgis.core.pipeline import unmix_scene  # noqa: E402
-from dffn_qgis.core.result import sum_to_one  # noqa: E402
-
-
-def max_normalised_nnls(Y: np.ndarray, E: np.ndarray) -> np.ndarray:
-    """Samson's truth convention applied to estimated endmembers: NNLS on the endmembers divided
-    by their maxima, scaled to sum to one."""
-    return sum_to_one(nnls(Y, normalise_endmembers(E)))[0]
 
 
 def scores(E, A_valid, bench, Y) -> dict:
@@ -58,6 +50,7 @@ def main():
     ap.add_argument("--preset", default="fast")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--override", default="{}", help="JSON dict of parameter overrides")
+    ap.add_argument("--save", default="", help="write the endmembers and abundances to this .npz")
     args = ap.parse_args()
 
     bench = scenes.load(args.scene)
@@ -76,6 +69,8 @@ def main():
                  "restarts": result.record["restarts"], "precision": result.record["precision"],
                  "timings": result.record["timings"]}
     seconds = time.perf_counter() - t0
+    if args.save:
+        np.savez_compressed(args.save, endmembers=E, abundances=A)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"scene": args.scene, "method": args.method, "preset": args.preset, "seed": args.seed,
                       "override": json.loads(args.override), "seconds": seconds, "peak_mb": peak_mb,

@@ -47,17 +47,17 @@ def run(scene: str, method: str, seed: int, preset: str, override: dict, fresh: 
     path = RUNS / f"{scene}--{method_key(method, preset, override)}--seed{seed}.json"
     if path.exists() and not fresh:
         return json.loads(path.read_text())
+    RUNS.mkdir(parents=True, exist_ok=True)
     label = f"{scene} {method}{' ' + preset if method == 'dffn' else ''} seed {seed}"
     print(f"bench-scenes: {label} ...", flush=True)
     argv = [sys.executable, str(ROOT / "scripts" / "bench_scene_run.py"), scene, method, "--seed", str(seed),
-            "--preset", preset, "--override", json.dumps(override)]
+            "--preset", preset, "--override", json.dumps(override), "--save", str(path.with_suffix(".npz"))]
     out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
     if out.returncode:
         raise SystemExit(f"bench-scenes: {label} failed:\n{out.stderr[-3000:]}")
     rec = json.loads(out.stdout.strip().splitlines()[-1])
     rec["measured"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     rec["cpu"] = _cpu_name()
-    RUNS.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rec))
     print(f"bench-scenes: {label}: {rec['seconds']:.1f} s, mean SAD {rec['mean_sad_rad']:.4f} rad, "
           f"mean RMSE {rec['mean_rmse']:.4f}", flush=True)

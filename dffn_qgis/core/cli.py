@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a .mat with Y/A/M (like Samson.mat), or a truth abundance raster "
                         "(*_truth_abundances.tif, endmember CSV beside it), or a folder holding both")
     e.add_argument("--truth-endmembers", default=None, help="endmember CSV of the truth, if not beside it")
+    e.add_argument("--convention", choices=["fractions", "max-normalised-nnls"], default="fractions",
+                   help="fractions: score the run's own abundances (default); max-normalised-nnls: re-derive "
+                        "them from the run's endmembers as Samson's truth was made (needs a .mat truth with Y)")
     e.add_argument("--json", action="store_true", help="print the scores as JSON")
     return parser
 
@@ -215,7 +218,7 @@ def _one_line(exc: BaseException) -> str:
 def _run_evaluate(args) -> int:
     from .metrics import evaluate_output_dir, format_report
 
-    scores = evaluate_output_dir(args.output_dir, args.truth, args.truth_endmembers)
+    scores = evaluate_output_dir(args.output_dir, args.truth, args.truth_endmembers, args.convention)
     print(json.dumps(scores, indent=2) if args.json else format_report(scores))
     return 0
 

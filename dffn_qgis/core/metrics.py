@@ -183,6 +183,8 @@ def format_report(d: dict) -> str:
     """Readable lines for an :func:`evaluate` result."""
     lines = [f"pixels scored: {d['n_pixels']}; endmembers: {d['n_estimated']} estimated, "
              f"{d['n_true']} true"]
+    if d.get("abundance_convention") == "max-normalised-nnls":
+        lines.append("abundances re-derived from the endmembers in the truth's convention (max-normalised NNLS)")
     for label, key in (("one-to-one (Hungarian on SAD)", "one_to_one"),
                        ("reference (per-estimate argmin)", "reference")):
         s = d[key]
@@ -207,7 +209,21 @@ def _num(value, digits: int = 4) -> str:
 # ---------------------------------------------------------------------------------------------
 # scoring a run's output folder
 
-def evaluate_output_dir(output_dir, truth, truth_endmembers=None) -> dict:
+# How the estimated abundances are compared with the truth's: "fractions" scores the run's own
+# abundances; "max-normalised-nnls" re-derives them from the run's endmembers the way Samson's
+# shipped truth was made (NNLS on the endmembers divided by their maxima, scaled to sum to one).
+CONVENTIONS = ("fractions", "max-normalised-nnls")
+
+
+def max_normalised_nnls(Y: np.ndarray, E: np.ndarray) -> np.ndarray:
+    """Abundances (P, N) of pixels ``Y`` (L, N) in Samson's truth convention, from endmembers ``E``."""
+    from .abundance_lsq import nnls
+    C = nnls(Y, normalise_endmembers(E))
+    total = C.sum(axis=0, keepdims=True)
+    return np.divide(C, total, out=np.full_like(C, 1.0 / C.shape[0]), where=total > 0)
+
+
+def evaluate_output_dir(output_dir, truth, truth_endmembers=None, convention: str = "fractions") -> dict:
     """Score the abundances and endmembers a run wrote to ``output_dir`` against a ground truth.
 
     ``truth`` is either a MATLAB file with ``A`` (Q x pixels, column-major pixel order, as
@@ -224,9 +240,28 @@ def evaluate_output_dir(output_dir, truth, truth_endmembers=None) -> dict:
     key_est, E_est, est_names = read_endmember_csv(em_csv)
     A_true, (key_true, E_true, true_names) = _read_truth(Path(truth), truth_endmembers, A_est.shape[1:])
     E_true = _align_bands(key_est, key_true, E_true)
+    if convention not in CONVENTIONS:
+        raise InputError(f"convention must be one of {', '.join(CONVENTIONS)} (got {convention!r})")
+    if convention == "max-normalised-nnls":
+        A_est = _rederived(Path(truth), E_est, A_est)
     result = evaluate(E_est, A_est, E_true, A_true, true_names=true_names, est_names=est_names)
-    result.update(abundances_path=str(stack), endmembers_path=str(em_csv), truth_path=str(truth))
+    result.update(abundances_path=str(stack), endmembers_path=str(em_csv), truth_path=str(truth),
+                  abundance_convention=convention)
     return result
+
+
+def _rederived(truth: Path, E_est: np.ndarray, A_est: np.ndarray) -> np.ndarray:
+    """The run's abundances re-derived from its endmembers and the image in the truth's .mat."""
+    from .mat_io import read_mat_scene
+    if truth.suffix.lower() != ".mat":
+        raise InputError("the max-normalised-nnls convention needs the image: give the truth as a .mat with Y")
+    scene = read_mat_scene(str(truth))
+    if scene.n_bands != E_est.shape[0] or scene.valid.size != A_est[0].size:
+        raise InputError(f"the image in {truth.name} ({scene.n_bands} bands, {scene.valid.size} pixels) does not "
+                         f"match the run ({E_est.shape[0]} bands, {A_est[0].size} pixels)")
+    Y = scene.data.reshape(scene.n_bands, -1).astype(np.float64)
+    A = max_normalised_nnls(Y, E_est).reshape(A_est.shape)
+    return np.where(np.isfinite(A_est), A, np.nan)
 
 
 def read_abundance_raster(path) -> np.ndarray:
