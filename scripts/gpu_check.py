@@ -1,0 +1,178 @@
+"""The GPU path measured on a real GPU (issue "The GPU path, measured on a real GPU").
+
+    python scripts/gpu_check.py                 # on a machine with an NVIDIA GPU (scripts/gpu_check.sh)
+    python scripts/gpu_check.py --dry-run       # the same steps on the CPU, small and short
+
+With the default preset and seed 1 it runs, on the GPU: Samson, one development scene (G03, EMIT
+grid, from benchmarks/), and a generated 1000 x 1000 x 224 scene (the scalable path); then the GPU
+out-of-memory path for real (a memory cap forces a tile size that does not fit). Samson and the
+development scene also run on the CPU with the same seed, so that the largest difference between
+the two results can be reported. It prints one line per run and, at the end, one JSON summary
+(also written to ``--out``). Budget: under 6 minutes on an H200 host.
+
+Inputs that do not travel to a GPU machine (``../shared`` and the earthlib package) are found in
+``--inputs`` (default ``.gpu-inputs/``, git-ignored) when absent: ``--prepare`` writes them there.
+"""
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+SAMSON = ROOT.parent / "shared" / "data" / "samson" / "Samson.mat"
+DEV_SCENE = "G03-emit-3"
+
+
+def prepare(inputs: Path) -> None:
+    """Copy what the check needs into ``inputs`` (git-ignored; carried to the GPU machine)."""
+    import shutil
+
+    from benchmarks import scenes
+    inputs.mkdir(parents=True, exist_ok=True)
+    if SAMSON.exists():
+        shutil.copy(SAMSON, inputs / "Samson.mat")
+    bench = scenes.load(DEV_SCENE)
+    np.savez_compressed(inputs / f"{DEV_SCENE}.npz", cube=bench.scene.data, valid=bench.scene.valid,
+                        abundances=bench.abundances, endmembers=bench.endmembers)
+    print(f"gpu-check: inputs written to {inputs}")
+
+
+def load_samson(inputs: Path):
+    from dffn_qgis.core.mat_io import read_mat_scene, read_mat_truth
+    path = SAMSON if SAMSON.exists() else inputs / "Samson.mat"
+    if not path.exists():
+        return None
+    A, M = read_mat_truth(str(path))
+    return read_mat_scene(str(path)), A, M
+
+
+def load_dev(inputs: Path):
+    from dffn_qgis.core.scene import Scene
+    path = inputs / f"{DEV_SCENE}.npz"
+    if not path.exists():
+        try:
+            from benchmarks import scenes
+            bench = scenes.load(DEV_SCENE)
+            return bench.scene, bench.abundances, bench.endmembers
+        except Exception:      # no earthlib here and no prepared copy
+            return None
+    z = np.load(path)
+    return Scene(data=z["cube"], valid=z["valid"], wavelength_units="nm", source=DEV_SCENE), z["abundances"], z["endmembers"]
+
+
+def load_large(size: int, bands: int):
+    from dffn_qgis.core import synthetic
+    from dffn_qgis.core.scene import Scene
+    s = synthetic.make_scene(size, size, bands, 4, seed=1, snr_db=30, pure_pixels=True)
+    cube = s.cube / s.cube.max()
+    return Scene(data=cube, valid=np.ones(cube.shape[1:], bool), source="large"), s.abundances, s.endmembers
+
+
+def one_run(name, scene, A_true, M_true, device, overrides, log):
+    from dffn_qgis.core.config import params_for
+    from dffn_qgis.core.metrics import evaluate
+    from dffn_qgis.core.pipeline import unmix_scene
+    from dffn_qgis.core.progress import Monitor
+    P = A_true.shape[0]
+    params = params_for(n_endmembers=P, seed=1, device=device, **overrides)
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    messages = []
+    t0 = time.perf_counter()
+    result = unmix_scene(scene, params, Monitor(info=messages.append))
+    if device == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    valid = scene.valid
+    scores = evaluate(result.endmembers, result.abundances[:, valid], M_true, A_true.reshape(P, -1)[:, valid.ravel()])
+    rec = {"run": name, "device": device, "seconds": round(seconds, 2),
+           "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2 ** 20) if device == "cuda" else None,
+           "host_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+           "mean_sad_rad": scores["mean_sad_rad"], "mean_rmse": scores["mean_rmse"],
+           "epochs": result.record["epochs_run"], "precision": result.record["precision"],
+           "method": result.record["method"], "final_loss": result.loss,
+           "fallbacks": [m for m in messages if "out of memory" in m or "splitting" in m]}
+    log(json.dumps(rec))
+    return rec, result
+
+
+def difference(a, b) -> dict:
+    """Largest differences between two results of the same seed (endmembers max-normalised)."""
+    from dffn_qgis.core.metrics import normalise_endmembers
+    E = np.abs(normalise_endmembers(a.endmembers) - normalise_endmembers(b.endmembers)).max()
+    A = np.nanmax(np.abs(a.abundances - b.abundances))
+    return {"max_abs_endmember_diff": float(E), "max_abs_abundance_diff": float(A),
+            "loss_gpu": a.loss, "loss_cpu": b.loss}
+
+
+def oom_check(scene, A_true, M_true, log) -> dict:
+    """A tile that cannot fit under a memory cap: the run must split tiles or fall back, and finish."""
+    torch.cuda.empty_cache()
+    total = torch.cuda.get_device_properties(0).total_memory
+    cap_bytes = 2 * 2 ** 30                                # about 2 GiB of the card
+    torch.cuda.set_per_process_memory_fraction(cap_bytes / total)
+    try:
+        rec, _ = one_run("oom: 2 GiB cap, tile 1024, network abundances", scene, A_true, M_true, "cuda",
+                         {"method": "scalable", "tile": 1024, "abundances": "network"}, log)
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+    rec["forced_fallback_seen"] = bool(rec["fallbacks"])
+    return rec
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dry-run", action="store_true", help="CPU only, 20 epochs, a 200 x 200 large scene")
+    ap.add_argument("--prepare", action="store_true", help="write the inputs for a GPU machine and stop")
+    ap.add_argument("--inputs", default=str(ROOT / ".gpu-inputs"))
+    ap.add_argument("--out", default="", help="write the JSON summary here too")
+    args = ap.parse_args()
+    inputs = Path(args.inputs)
+    if args.prepare:
+        prepare(inputs)
+        return 0
+    if not args.dry_run and not torch.cuda.is_available():
+        print("gpu-check: torch sees no CUDA device (torch %s); nothing to measure" % torch.__version__)
+        return 2
+    gpu = "cpu" if args.dry_run else "cuda"
+    overrides = {"epochs": 20, "patience": 0, "restarts": 0} if args.dry_run else {}
+    size = 200 if args.dry_run else 1000
+    t_start = time.perf_counter()
+    log = lambda line: print("gpu-check: " + line, flush=True)     # noqa: E731
+    summary = {"torch": torch.__version__, "dry_run": args.dry_run,
+               "gpu": torch.cuda.get_device_name(0) if gpu == "cuda" else None, "runs": [], "cpu_vs_gpu": {}}
+    for name, loader in (("samson", lambda: load_samson(inputs)), (DEV_SCENE, lambda: load_dev(inputs))):
+        loaded = loader()
+        if loaded is None:
+            log(f"{name}: input not found, skipped (run --prepare where ../shared and earthlib exist)")
+            continue
+        rec_g, res_g = one_run(name, *loaded, gpu, overrides, log)
+        rec_c, res_c = one_run(name, *loaded, "cpu", overrides, log)
+        summary["runs"] += [rec_g, rec_c]
+        summary["cpu_vs_gpu"][name] = difference(res_g, res_c)
+        log(f"{name}: {json.dumps(summary['cpu_vs_gpu'][name])}")
+    large = load_large(size, 224)
+    rec, _ = one_run(f"generated {size} x {size} x 224", *large, gpu, overrides, log)
+    summary["runs"].append(rec)
+    if gpu == "cuda":
+        summary["oom"] = oom_check(*large, log)
+    else:
+        log("oom: needs a GPU (skipped in the dry run)")
+    summary["total_s"] = round(time.perf_counter() - t_start, 1)
+    text = json.dumps(summary, indent=1)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
