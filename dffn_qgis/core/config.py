@@ -38,7 +38,6 @@ class DFFNParams:
     lr_gamma: float = 0.9
     schedule: str = "step"        # "step" (StepLR, as published) or "cosine" (to zero at ``epochs``)
     eem_lr: float = 0.0           # learning rate of the endmember module (0: same as ``lr``)
-    eem_init: str = "random"      # "random" (as published) or "vca": the endmember module first fitted to VCA's
     starts: int = 1               # short starts tried; the lowest-loss one is trained on
     start_epochs: int = 0         # epochs each start gets before the pick (0: no pick)
     patience: int = 0             # stop when the best loss has not improved for this many epochs (0: never)
@@ -112,8 +111,6 @@ class DFFNParams:
             raise InputError(f"method must be one of {', '.join(METHODS)} (got {self.method!r})")
         if self.abundances not in ABUNDANCE_SOURCES:
             raise InputError(f"abundances must be one of {', '.join(ABUNDANCE_SOURCES)} (got {self.abundances!r})")
-        if self.eem_init not in ("random", "vca"):
-            raise InputError(f"eem_init must be random or vca (got {self.eem_init!r})")
         if self.precision not in ("float32", "bfloat16", "auto"):
             raise InputError(f"precision must be float32, bfloat16 or auto (got {self.precision!r})")
         return self

@@ -85,35 +85,6 @@ class _Run:
         return self.best_loss >= before * (1.0 - params.min_delta)
 
 
-def _new_run(params: DFFNParams, x, Y, valid, device) -> "_Run":
-    run = _Run(params, Y.shape[0], Y.shape[1], device)
-    if params.eem_init == "vca":
-        _warm_start_eem(run.model, x, Y, valid, params)
-    return run
-
-
-def _warm_start_eem(model: DFFN, x, Y, valid, params: DFFNParams, steps: int = 300) -> None:
-    """Fit the endmember module, for the fresh network's first reconstruction, to VCA's endmembers
-    (each divided by its maximum and scaled into the sigmoid's range), so that training starts from
-    a geometric estimate instead of a random one."""
-    from .baseline import vca
-    Yn = Y.detach().cpu().double().numpy()
-    E0, _ = vca(Yn, params.n_endmembers, seed=int(torch.randint(0, 2 ** 31 - 1, (1,))))
-    E0 = np.clip(E0, 1e-6, None)
-    target = torch.from_numpy(0.8 * E0 / E0.max(axis=0, keepdims=True)).float().to(Y.device)
-    with torch.no_grad():
-        model.eval()
-        _, Y1, _, _ = model(x, valid)
-        model.train()
-    Y1 = Y1.float().detach()
-    optimiser = torch.optim.Adam(model.eem.parameters(), lr=1e-2)
-    for _ in range(steps):
-        loss = ((model.eem(Y1) - target) ** 2).mean()
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-
-
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % (2 ** 32))
@@ -177,7 +148,7 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
                     run.optimizer = run.scheduler = None
                     given_up.append(run)
                     planned += params.epochs
-                    run = _new_run(params, x, Yt, valid, device)
+                    run = _Run(params, Yt.shape[0], n_pixels, device)
                 else:
                     run.stopped = True
                     break
@@ -185,7 +156,7 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
 
         runs = []
         for s in range(params.starts if picking else 1):
-            run = _new_run(params, x, Yt, valid, device)
+            run = _Run(params, Yt.shape[0], n_pixels, device)
             if picking:
                 for _ in range(start_epochs):
                     step(run, f"start {s + 1}/{params.starts}")
