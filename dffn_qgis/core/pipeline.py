@@ -97,7 +97,7 @@ def unmix_scene(scene: Scene, params: DFFNParams, monitor: Optional[Monitor] = N
     P = params.n_endmembers
     E, factors = fit_brightness(Y, outcome.endmembers)                         # L x P, at the data's brightness
     monitor.info(BRIGHTNESS_NOTE)
-    raw_abundances = outcome.abundances
+    raw_abundances = outcome.abundances / factors[:, None].astype(np.float32)   # same reconstruction with E
     if params.abundances == "refined":
         monitor.info(REFINED_NOTE)
         raw_abundances = nnls(Y, E).astype(np.float32)

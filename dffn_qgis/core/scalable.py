@@ -86,9 +86,12 @@ class TilePredictor:
     """Abundances and reconstruction error of every pixel, tile by tile, from a trained model."""
 
     def __init__(self, model, source, fusion: ScalableFusion, endmembers: np.ndarray, params: DFFNParams,
-                 device: torch.device, monitor: Monitor):
+                 device: torch.device, monitor: Monitor, brightness: Optional[np.ndarray] = None):
         self.model, self.source, self.fusion = model, source, fusion
         self.E = torch.from_numpy(np.ascontiguousarray(endmembers, dtype=np.float32))
+        # the factors the network's endmembers were rescaled by: its abundances are divided by them
+        self.brightness = (np.ones(endmembers.shape[1], np.float32) if brightness is None
+                           else np.asarray(brightness, np.float32))
         self.reach, self.device, self.monitor = aem_reach(params), device, monitor
         P = endmembers.shape[1]
         self.abundances = np.full((P, source.height, source.width), np.nan, dtype=np.float32)
@@ -158,7 +161,8 @@ class TilePredictor:
         image = self.fusion.enhance_window(data, valid, self.device)
         with torch.no_grad():
             maps = self.model.aem(torch.from_numpy(image)[None].to(self.device))[0].float().cpu().numpy()
-        return data[(slice(None),) + inner][:, keep], maps[(slice(None),) + inner][:, keep], keep
+        network = maps[(slice(None),) + inner][:, keep] / self.brightness[:, None]
+        return data[(slice(None),) + inner][:, keep], network, keep
 
     def _refined(self, r0: int, c0: int, rows: int, cols: int):
         """As :meth:`_from_network`, with least-squares abundances: no fusion or network needed."""
@@ -212,7 +216,7 @@ def unmix_source(source, params: DFFNParams, monitor: Optional[Monitor] = None,
         endmembers, factors = fit_brightness(Y, outcome.endmembers)       # on the training pixels
         monitor.info(BRIGHTNESS_NOTE)
         predictor = TilePredictor(outcome.model, source, fusion, endmembers, params,
-                                  torch.device(outcome.device), monitor.sub(0.85, 1.0))
+                                  torch.device(outcome.device), monitor.sub(0.85, 1.0), brightness=factors)
         if predictor.refine:
             monitor.info(REFINED_NOTE)
         predictor.run()
