@@ -43,10 +43,13 @@ def method_key(method: str, preset: str, override: dict) -> str:
     return f"dffn-{preset}-{digest}"
 
 
-def run(scene: str, method: str, seed: int, preset: str, override: dict, fresh: bool) -> dict:
+def run(scene: str, method: str, seed: int, preset: str, override: dict, fresh: bool, cached_only: bool = False):
+    """One run's record, from the cache or measured now (None: not cached and ``cached_only``)."""
     path = RUNS / f"{scene}--{method_key(method, preset, override)}--seed{seed}.json"
     if path.exists() and not fresh:
         return json.loads(path.read_text())
+    if cached_only:
+        return None
     RUNS.mkdir(parents=True, exist_ok=True)
     label = f"{scene} {method}{' ' + preset if method == 'dffn' else ''} seed {seed}"
     print(f"bench-scenes: {label} ...", flush=True)
@@ -107,6 +110,7 @@ def main():
     ap.add_argument("--override", default="{}", help="JSON parameter overrides of the judged preset")
     ap.add_argument("--fresh", action="store_true", help="repeat runs that are cached")
     ap.add_argument("--no-doc", action="store_true", help="print the table instead of writing docs/BENCHMARKS.md")
+    ap.add_argument("--cached-only", action="store_true", help="write the table from cached runs, running nothing")
     args = ap.parse_args()
     names = [s for s in args.scenes.split(",") if s] or (QUICK_SCENES if args.quick else scenes.ALL_NAMES)
     seeds = [1] if args.quick else [int(s) for s in args.seeds.split(",") if s]
@@ -123,11 +127,18 @@ def main():
         if why:
             skipped.append(f"- {name}: skipped ({why})")
             continue
-        judged = summary([run(name, "dffn", s, args.preset, override, args.fresh) for s in seeds])
-        others = {"VCA + FCLS": summary([run(name, "vca", s, "", {}, args.fresh) for s in seeds]),
-                  "N-FINDR + FCLS": summary([run(name, "nfindr", s, "", {}, args.fresh) for s in seeds])}
+        def runs(method, preset, chosen_override, chosen_seeds):
+            found = [run(name, method, s, preset, chosen_override, args.fresh, args.cached_only) for s in chosen_seeds]
+            found = [r for r in found if r is not None]
+            return summary(found) if found else None
+        judged = runs("dffn", args.preset, override, seeds)
+        if judged is None:
+            skipped.append(f"- {name}: not run yet (no cached run of the judged preset)")
+            continue
+        others = {"VCA + FCLS": runs("vca", "", {}, seeds), "N-FINDR + FCLS": runs("nfindr", "", {}, seeds)}
         if paper_seeds and args.preset != "paper":
-            others["DFFN paper"] = summary([run(name, "dffn", s, "paper", {}, args.fresh) for s in paper_seeds])
+            others["DFFN paper"] = runs("dffn", "paper", {}, paper_seeds)
+        others = {k: v for k, v in others.items() if v is not None}
         label = f"DFFN {args.preset}" + (f" {json.dumps(override)}" if override else "")
         lines.append(row(name, f"**{label}**", judged))
         lines += [row(name, k, v) for k, v in others.items()]
