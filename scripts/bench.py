@@ -174,6 +174,15 @@ def write_doc(generated: str, start: str = START, end: str = END) -> None:
     DOC.write_text(head + start + "\n" + generated + "\n" + end + tail)
 
 
+def publish(generated: str, start: str, end: str, print_only: bool, what: str) -> None:
+    """Print ``generated``, or write it between ``start`` and ``end`` of docs/BENCHMARKS.md."""
+    if print_only:
+        print(generated)
+    else:
+        write_doc(generated, start, end)
+        print(f"{what}: wrote {DOC}")
+
+
 def _cpu_name():
     try:
         for line in open("/proc/cpuinfo"):

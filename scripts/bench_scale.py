@@ -19,11 +19,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import write_doc  # noqa: E402
+from bench import publish  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".bench" / "scale"
-DOC = ROOT / "docs" / "BENCHMARKS.md"
 START, END = "<!-- scale:start (written by scripts/bench_scale.py) -->", "<!-- scale:end -->"
 BANDS, ENDMEMBERS, SEED = 224, 4, 1
 
@@ -147,11 +146,7 @@ def main():
         f"Inputs: generated {BANDS}-band float32 tiled GeoTIFFs with known truth (`scripts/make_large_scene.py`); "
         f"2000 and 4000 are 2 x 2 and 4 x 4 VRT mosaics of the 1000 x 1000 file. Scores are against that "
         f"truth (one-to-one matching).", "", table(rows)])
-    if args.no_doc:
-        print(generated)
-    else:
-        write_doc(generated, START, END)
-        print(f"bench-scale: wrote {DOC}")
+    publish(generated, START, END, args.no_doc, "bench-scale")
 
 
 if __name__ == "__main__":

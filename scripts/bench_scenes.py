@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench import _cores, _cpu_name, _torch_version, write_doc  # noqa: E402
+from bench import _cores, _cpu_name, _torch_version, publish  # noqa: E402
 from benchmarks import scenes  # noqa: E402
 from dffn_qgis.core.config import DEFAULT_PRESET, params_for  # noqa: E402
 
@@ -160,12 +160,7 @@ def main():
            *lines, "", "Scenes:", "", *described, "", "Against the bar of the issue (the judged preset's median "
            "at least as good as every other method's median in SAD and RMSE; its worst seed no worse than "
            "VCA + FCLS's median):", "", *verdicts, *skipped, ""]
-    text = "\n".join(doc)
-    if args.no_doc:
-        print(text)
-    else:
-        write_doc(text, START, END)
-        print(f"bench-scenes: wrote docs/BENCHMARKS.md ({time.perf_counter() - t0:.0f} s)")
+    publish("\n".join(doc), START, END, args.no_doc, f"bench-scenes ({time.perf_counter() - t0:.0f} s)")
 
 
 if __name__ == "__main__":

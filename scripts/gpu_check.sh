@@ -19,7 +19,6 @@ class _Missing:
         raise RuntimeError(f"GDAL is not installed here (osgeo.gdal.{name} was called)")
 gdal = _Missing()
 PYEOF
-    printf 'from . import _Missing\nimport sys\nsys.modules[__name__] = _Missing()\n' > "$STUB/osgeo/gdal.py"
     export PYTHONPATH="$STUB${PYTHONPATH:+:$PYTHONPATH}"
     echo "gpu-check: osgeo missing, using a placeholder"
 fi

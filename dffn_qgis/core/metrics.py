@@ -218,9 +218,8 @@ CONVENTIONS = ("fractions", "max-normalised-nnls")
 def max_normalised_nnls(Y: np.ndarray, E: np.ndarray) -> np.ndarray:
     """Abundances (P, N) of pixels ``Y`` (L, N) in Samson's truth convention, from endmembers ``E``."""
     from .abundance_lsq import nnls
-    C = nnls(Y, normalise_endmembers(E))
-    total = C.sum(axis=0, keepdims=True)
-    return np.divide(C, total, out=np.full_like(C, 1.0 / C.shape[0]), where=total > 0)
+    from .result import sum_to_one
+    return sum_to_one(nnls(Y, normalise_endmembers(E)))[0]
 
 
 def evaluate_output_dir(output_dir, truth, truth_endmembers=None, convention: str = "fractions") -> dict:

@@ -97,10 +97,11 @@ def unmix_scene(scene: Scene, params: DFFNParams, monitor: Optional[Monitor] = N
     P = params.n_endmembers
     E, factors = fit_brightness(Y, outcome.endmembers)                         # L x P, at the data's brightness
     monitor.info(BRIGHTNESS_NOTE)
-    raw_abundances = outcome.abundances / factors[:, None].astype(np.float32)   # same reconstruction with E
     if params.abundances == "refined":
         monitor.info(REFINED_NOTE)
         raw_abundances = nnls(Y, E).astype(np.float32)
+    else:                                   # the network's, for the rescaled E: the same reconstruction
+        raw_abundances = outcome.abundances / factors[:, None].astype(np.float32)
     A, raw_sum, n_empty = sum_to_one(raw_abundances)                           # P x n
     if n_empty:
         monitor.info(no_abundance_note(n_empty, P))

@@ -44,10 +44,11 @@ class SpectralLibrary:
 
 
 def _to_nm(wavelengths: np.ndarray, units: Optional[str]) -> np.ndarray:
-    unit = (units or "").strip().lower()
-    if unit in ("micrometers", "micrometer", "microns", "micron", "um", "µm"):
+    from .raster_io import normalise_units
+    unit = normalise_units(units)
+    if unit == "um":
         return wavelengths * 1000.0
-    if unit in ("nanometers", "nanometer", "nm"):
+    if unit == "nm":
         return wavelengths
     # no unit given: reflectance spectrometry covers about 0.35-2.5 um, i.e. 350-2500 nm
     return wavelengths * 1000.0 if wavelengths.max() < 30.0 else wavelengths
