@@ -1,7 +1,7 @@
 """``python -m dffn_qgis``: the command line of the DFFN engine (no QGIS needed)."""
 import sys
 
-from .core.cli import main
+from .cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

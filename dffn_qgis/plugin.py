@@ -1,4 +1,6 @@
 """The QGIS plugin object: registers the Processing provider and, in the desktop, the actions."""
+import importlib
+
 from qgis.core import QgsApplication, QgsRasterLayer
 
 from .processing_provider.provider import DFFNProvider, icon_path
@@ -56,26 +58,15 @@ class DFFNPlugin:
             self.iface.addCustomActionForLayerType(self.action, "", _raster_layer_type(), True)
 
     def unload(self):
-        try:
-            from .gui.unmix_task import cancel_all
-            cancel_all()
-        except Exception:
-            pass
+        # each step is attempted even when an earlier one failed; failures go to the log
+        _logged("gui.unmix_task", "cancel_all", "cancelling running tasks")
         if self.iface is not None and self.action is not None:
             self.iface.removePluginRasterMenu(MENU, self.action)
             self.iface.removePluginRasterMenu(MENU, self.toolbox_action)
             if hasattr(self.iface, "removeCustomActionForLayerType"):
                 self.iface.removeCustomActionForLayerType(self.action)
-        try:
-            from .gui.plot_dock import close_dock
-            close_dock(self.iface)
-        except Exception:
-            pass
-        try:
-            from .gui import qgis_fixes
-            qgis_fixes.uninstall()
-        except Exception:
-            pass
+        _logged("gui.plot_dock", "close_dock", "closing the spectra panel", self.iface)
+        _logged("gui.qgis_fixes", "uninstall", "removing the QGIS fixes")
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
@@ -121,3 +112,12 @@ class DFFNPlugin:
             params["INPUT"] = layer.id()
         processing.execAlgorithmDialog("dffn:unmix", params)
 
+
+def _logged(module, function, what, *args):
+    """Call ``function`` of this plugin's ``module``; a failure is written to the log (DFFN tab)
+    instead of stopping the unload."""
+    try:
+        getattr(importlib.import_module("." + module, __package__), function)(*args)
+    except Exception as exc:
+        from qgis.core import Qgis, QgsMessageLog
+        QgsMessageLog.logMessage("while {}: {}: {}".format(what, type(exc).__name__, exc), "DFFN", Qgis.Warning)

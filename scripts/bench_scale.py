@@ -65,7 +65,7 @@ def run_size(size: int, reuse: bool, extra_args) -> dict:
     if res.returncode:
         raise SystemExit(f"unmix {size} failed:\n{res.stderr[-3000:]}")
     wall, peak_kb = res.stderr.strip().splitlines()[-1].split()
-    record = json.loads((out / "scene_run.json").read_text())          # --prefix scene
+    record = json.loads((out / "scene_abundances.json").read_text())          # --prefix scene
     ev = subprocess.run([sys.executable, "-m", "dffn_qgis", "evaluate", str(out), "--truth", str(files["truth"]),
                          "--truth-endmembers", str(files["truth_endmembers"]), "--json"],
                         cwd=ROOT, capture_output=True, text=True)

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dffn_qgis.core import synthetic  # noqa: E402
-from dffn_qgis.core.cli import main  # noqa: E402
+from dffn_qgis.cli import main  # noqa: E402
 
 DEMO_DIR = ROOT / "demo_output"
 INPUT = DEMO_DIR / "input" / "demo_scene.tif"

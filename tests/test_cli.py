@@ -36,7 +36,7 @@ def test_help_explains_every_option():
     (["unmix", "{tif}", "-p", "1", "-o", "x"], "at least 2"),
     (["unmix", "{tif}", "-p", "3", "-o", "x", "--device", "tpu"], "unknown device"),
     (["unmix", "{tif}", "-p", "3", "-o", "x", "--bands", "1,999"], "999"),
-    (["unmix", "{tif}", "-p", "3", "-o", "x", "--w", "2"], "w must lie"),
+    (["unmix", "{tif}", "-p", "3", "-o", "x", "--w", "2"], "w must be at most 1"),
     (["unmix", "{tif}", "-p", "30", "-o", "x"], "bands"),
     (["evaluate", "nowhere", "--truth", "t.mat"], "not found"),
 ])

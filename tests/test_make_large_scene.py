@@ -12,7 +12,7 @@ import pytest
 from osgeo import gdal, osr
 
 from dffn_qgis.core import synthetic
-from dffn_qgis.core.cli import main as dffn_main
+from dffn_qgis.cli import main as dffn_main
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE, BANDS, P, SEED, STRIP, COPIES = 64, 20, 3, 3, 16, 3

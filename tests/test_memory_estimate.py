@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # ru_maxrss across exec, so a child forked from a big pytest process reports the parent's size.
 RUNNER = """
 import json, sys
-from dffn_qgis.core import cli
+from dffn_qgis import cli
 rc = cli.main(sys.argv[1:])
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 print(json.dumps({"rc": rc, "peak": hwm * 1024}))
@@ -35,7 +35,7 @@ def test_estimate_is_within_30_percent_of_the_measured_peak(size, tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     measured = json.loads(res.stdout.strip().splitlines()[-1])["peak"]
-    estimate = json.loads((out / "in_run.json").read_text())["memory_estimate"]["peak_bytes"]
+    estimate = json.loads((out / "in_abundances.json").read_text())["memory_estimate"]["peak_bytes"]
     assert abs(estimate - measured) / measured <= 0.30, (estimate, measured)
 
 

@@ -10,7 +10,8 @@ from osgeo import gdal, osr
 
 from dffn_qgis.core import outputs
 from dffn_qgis.core.errors import Cancelled, InputError
-from dffn_qgis.core.outputs import NODATA, OutputPlan, plan_outputs, write_geotiff, write_outputs
+from dffn_qgis.core.outputs import (NODATA, OutputPlan, plan_from_destinations, plan_outputs, write_geotiff,
+                                    write_outputs)
 from dffn_qgis.core.progress import Monitor
 from dffn_qgis.core.result import UnmixResult
 from dffn_qgis.core.scene import Scene
@@ -80,8 +81,26 @@ def test_plan_names(tmp_path):
     assert Path(plan.stack).name == "x_abundances.tif"
     assert [p.name for p in plan.abundance_paths(2)] == ["x_abundance_em1.tif", "x_abundance_em2.tif"]
     assert Path(plan.endmembers_sli).name == "x_endmembers.sli"
-    assert Path(plan.record_json).name == "x_run.json"
+    assert Path(plan.record_json).name == "x_abundances.json"
     assert Path(plan.error).name == "x_error.tif"
+
+
+def test_one_naming_scheme_from_the_chosen_destinations(tmp_path):
+    plan = plan_from_destinations(tmp_path / "a.tif", None, tmp_path / "spectra.csv", tmp_path / "r.html",
+                                  None, "p")
+    assert Path(plan.record_json).name == "a.json" and Path(plan.endmembers_sli).name == "spectra.sli"
+    assert (Path(plan.plot_png).name, Path(plan.plot_svg).name) == ("r.png", "r.svg")
+    assert plan.abundance_dir is None and plan.error is None and plan.abundance_paths(3) == []
+    assert plan_outputs(tmp_path, "x") == plan_from_destinations(
+        tmp_path / "x_abundances.tif", tmp_path, tmp_path / "x_endmembers.csv", tmp_path / "x_report.html",
+        tmp_path / "x_error.tif", "x")
+
+
+def test_only_the_stack_and_its_record_when_nothing_else_is_asked(tmp_path):
+    scene = make_scene()
+    paths = write_outputs(plan_from_destinations(tmp_path / "only.tif"), scene, make_result(scene))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["only.json", "only.tif"]
+    assert paths["error"] is None and paths["abundances"] == [] and paths["report_html"] is None
 
 
 def test_stack_round_trip(written):

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from dffn_qgis.core import cli, outputs, pipeline
+from dffn_qgis import cli
+from dffn_qgis.core import outputs, pipeline
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reliability_cases as cases  # noqa: E402
@@ -72,15 +73,18 @@ def test_bad_input(name, tmp_path, capfd):
     (["--device", "cuda:x"], "unknown device"),
     (["--precision", "float8"], "invalid choice"),
     (["--epochs", "0"], "epochs must be at least 1"),
-    (["--lr", "-1"], "learning rate must be positive"),
+    (["--lr", "-1"], "lr must be at least 1e-08"),
     (["--kernel", "4"], "kernel size must be an odd number"),
-    (["--w", "nan"], "w must lie in [0, 1]"),
+    (["--w", "2"], "w must be at most 1"),
     (["--starts", "0"], "starts must be at least 1"),
     (["--lr", "nan"], "lr must be a finite number"),
     (["--lr", "inf"], "lr must be a finite number"),
     (["--a", "nan"], "a must be a finite number"),
-    (["--seed", str(2 ** 70)], "the seed must fit in 64 bits"),
-    (["--patience", "-1"], "patience must be >= 0"),
+    (["--w", "nan"], "w must be a finite number"),
+    (["--lr-step", "0"], "lr_step must be at least 1"),
+    (["--schedule", "linear"], "invalid choice"),
+    (["--seed", str(2 ** 70)], "seed must be at most 2147483647"),
+    (["--patience", "-1"], "patience must be at least 0"),
     (["--endmembers", "three"], "invalid int value"),
 ])
 def test_bad_parameter(args, fragment, good_tif, tmp_path, capfd):
@@ -241,7 +245,7 @@ def test_non_finite_loss_is_a_clear_error(good_tif, tmp_path, capfd, monkeypatch
     monkeypatch.setattr(pipeline, "train_with_cpu_fallback", diverged)
     rc, _, err = run(capfd, "unmix", good_tif, "-p", 3, "-o", tmp_path / "out", *FAST)
     assert rc == 2
-    assert_one_line_error(err, "try a lower --lr")
+    assert_one_line_error(err, "try a lower learning rate")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,7 +267,7 @@ def test_process_truncated_file_and_bad_argument(tmp_path):
 
 
 def test_process_internal_fault_hides_the_traceback_unless_asked(tmp_path):
-    code = ("import sys; from dffn_qgis.core import cli, pipeline\n"
+    code = ("import sys; from dffn_qgis import cli; from dffn_qgis.core import pipeline\n"
             "def boom(*a, **k): raise KeyError('oops')\n"
             "pipeline.train_with_cpu_fallback = boom\n"
             "sys.exit(cli.main(sys.argv[1:]))\n")

@@ -168,7 +168,7 @@ FIELD_STRATEGIES = {
     "schedule": st.sampled_from(["step", "cosine", "linear", ""]), "eem_lr": FLOATS,
     "starts": st.integers(-1, 3), "start_epochs": st.integers(-2, 3), "patience": INTS,
     "min_delta": FLOATS, "precision": st.sampled_from(["float32", "bfloat16", "auto", "fp8"]),
-    "kernel": st.integers(-1, 9), "padding": st.integers(-1, 6), "w": FLOATS, "ffm_block": INTS,
+    "kernel": st.integers(-1, 9), "w": FLOATS, "ffm_block": INTS,
     "a": FLOATS, "b": FLOATS, "c": FLOATS, "seed": INTS,
     "device": st.sampled_from(["cpu", "auto", "tpu", "cuda:x", ""]), "threads": st.integers(-2, 2),
 }

@@ -7,24 +7,13 @@ measurement (docs/BENCHMARKS.md).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Optional
 
 from .errors import InputError
+from .parameters import SCHEMA
 
-MAX_ENDMEMBERS = 100      # more is a typo, not a request (the QGIS parameter's maximum too)
-_FLOAT_FIELDS = ("lr", "weight_decay", "lr_gamma", "eem_lr", "min_delta", "w", "a", "b", "c", "ffm_tolerance")
-METHODS = ("auto", "exact", "scalable")
-ABUNDANCE_SOURCES = ("network", "refined")
 SAMSON_PIXELS = 95 * 95   # the paper's image size: the spectral kernel's reference pixel count
-# (field, lowest, highest): beyond these torch fails deep inside with a traceback or overflows
-_RANGES = (("epochs", 1, 10 ** 7), ("starts", 1, 1000), ("start_epochs", 0, 10 ** 7),
-           ("patience", 0, 10 ** 7), ("restarts", 0, 100), ("threads", 0, 4096), ("lr_step", 1, 10 ** 7), ("ffm_block", 1, 10 ** 9),
-           ("lr", 0.0, 10.0), ("eem_lr", 0.0, 10.0), ("weight_decay", 0.0, 1.0), ("lr_gamma", 0.0, 1.0),
-           ("min_delta", 0.0, 1.0), ("w", 0.0, 1.0), ("a", 0.0, 1e6), ("b", 0.0, 1e6), ("c", 0.0, 1e6),
-           ("spectral_pixels", 0, 10 ** 12), ("exact_limit", 0, 10 ** 12), ("landmarks", 16, 65536),
-           ("ffm_tolerance", 0.0, 1.0), ("train_windows", 1, 4096), ("window", 8, 4096), ("tile", 32, 16384))
 
 
 @dataclass(frozen=True)
@@ -45,8 +34,7 @@ class DFFNParams:
     min_delta: float = 0.0        # relative improvement that counts for ``patience``
     precision: str = "float32"    # "float32", "bfloat16" or "auto" (bfloat16 where the CPU has native bf16)
     # network
-    kernel: int = 5
-    padding: int = 2
+    kernel: int = 5               # the padding is kernel // 2, so that the image keeps its size
     # fusion
     w: float = 0.5
     ffm_block: int = 2048         # pixels per block of the spatial similarity product
@@ -74,45 +62,18 @@ class DFFNParams:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def padding(self) -> int:
+        """Convolution padding: derived, so that every layer keeps the image's size."""
+        return self.kernel // 2
+
     def validate(self) -> "DFFNParams":
-        """Raise :class:`InputError` (one clear line) for any value the method cannot run with."""
-        if self.n_endmembers < 2:
-            raise InputError(f"the number of endmembers must be at least 2 (got {self.n_endmembers})")
-        if self.n_endmembers > MAX_ENDMEMBERS:
-            raise InputError(f"the number of endmembers must be at most {MAX_ENDMEMBERS} (got {self.n_endmembers})")
-        if self.epochs < 1:
-            raise InputError(f"epochs must be at least 1 (got {self.epochs})")
-        if self.starts < 1:
-            raise InputError(f"starts must be at least 1 (got {self.starts})")
-        if not 0.0 <= self.w <= 1.0:
-            raise InputError(f"the fusion weight w must lie in [0, 1] (got {self.w})")
-        if self.lr <= 0:
-            raise InputError(f"the learning rate must be positive (got {self.lr})")
-        for name in ("patience", "start_epochs", "threads"):
-            if getattr(self, name) < 0:
-                raise InputError(f"{name} must be >= 0 (got {getattr(self, name)})")
-        for name in _FLOAT_FIELDS:
-            if not math.isfinite(getattr(self, name)):
-                raise InputError(f"{name} must be a finite number (got {getattr(self, name)})")
-        for name, low, high in _RANGES:
-            value = getattr(self, name)
-            if not low <= value <= high:
-                raise InputError(f"{name} must lie in [{low:g}, {high:g}] (got {value})")
-        if self.kernel < 1 or self.kernel % 2 == 0:
-            raise InputError(f"the kernel size must be an odd number >= 1 (got {self.kernel})")
-        if self.padding != self.kernel // 2:
-            raise InputError(f"padding must be kernel // 2 = {self.kernel // 2} so that the image keeps its "
-                             f"size (got kernel {self.kernel}, padding {self.padding})")
-        if not -2 ** 63 <= self.seed < 2 ** 63:
-            raise InputError(f"the seed must fit in 64 bits (got {self.seed})")
-        if self.schedule not in ("step", "cosine"):
-            raise InputError(f"schedule must be step or cosine (got {self.schedule!r})")
-        if self.method not in METHODS:
-            raise InputError(f"method must be one of {', '.join(METHODS)} (got {self.method!r})")
-        if self.abundances not in ABUNDANCE_SOURCES:
-            raise InputError(f"abundances must be one of {', '.join(ABUNDANCE_SOURCES)} (got {self.abundances!r})")
-        if self.precision not in ("float32", "bfloat16", "auto"):
-            raise InputError(f"precision must be float32, bfloat16 or auto (got {self.precision!r})")
+        """Raise :class:`InputError` (one clear line) for any value the method cannot run with;
+        the rules are the schema's (:mod:`dffn_qgis.core.parameters`)."""
+        for parameter in SCHEMA:
+            problem = parameter.problem(getattr(self, parameter.name))
+            if problem:
+                raise InputError(problem)
         return self
 
 

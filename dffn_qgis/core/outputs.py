@@ -55,21 +55,38 @@ class OutputPlan:
         return [Path(self.abundance_dir) / f"{self.prefix}_abundance_em{i + 1}.tif" for i in range(count)]
 
 
-def plan_outputs(output_dir, prefix: str = "dffn") -> OutputPlan:
-    """The standard set of outputs, all in ``output_dir`` and named ``<prefix>_...``."""
-    d = Path(output_dir)
+def _stem(path) -> str:
+    return os.path.splitext(str(path))[0]
+
+
+def plan_from_destinations(stack, abundance_dir=None, endmembers_csv=None, report_html=None, error=None,
+                           prefix: str = "dffn") -> OutputPlan:
+    """The one naming scheme: the files a run writes, from the destinations a user chose.
+
+    Files that go with a destination are named after it: ``<stack>.json`` (the run record),
+    ``<endmembers>.sli`` (ENVI library), ``<report>.png`` and ``.svg`` (the plot). A destination
+    left out (``None``) is not written, nor are the files that go with it.
+    """
     return OutputPlan(
-        stack=str(d / f"{prefix}_abundances.tif"),
-        abundance_dir=str(d),
-        endmembers_csv=str(d / f"{prefix}_endmembers.csv"),
-        endmembers_sli=str(d / f"{prefix}_endmembers.sli"),
-        plot_png=str(d / f"{prefix}_endmembers.png"),
-        plot_svg=str(d / f"{prefix}_endmembers.svg"),
-        report_html=str(d / f"{prefix}_report.html"),
-        error=str(d / f"{prefix}_error.tif"),
-        record_json=str(d / f"{prefix}_run.json"),
+        stack=str(stack),
+        abundance_dir=None if abundance_dir is None else str(abundance_dir),
+        endmembers_csv=None if endmembers_csv is None else str(endmembers_csv),
+        endmembers_sli=None if endmembers_csv is None else _stem(endmembers_csv) + ".sli",
+        plot_png=None if report_html is None else _stem(report_html) + ".png",
+        plot_svg=None if report_html is None else _stem(report_html) + ".svg",
+        report_html=None if report_html is None else str(report_html),
+        error=None if error is None else str(error),
+        record_json=_stem(stack) + ".json",
         prefix=prefix,
     )
+
+
+def plan_outputs(output_dir, prefix: str = "dffn") -> OutputPlan:
+    """Every output, in ``output_dir`` and named ``<prefix>_...``: what the command line writes,
+    and the "Unmix with DFFN..." action in QGIS."""
+    d = Path(output_dir)
+    return plan_from_destinations(d / f"{prefix}_abundances.tif", d, d / f"{prefix}_endmembers.csv",
+                                  d / f"{prefix}_report.html", d / f"{prefix}_error.tif", prefix)
 
 
 def write_outputs(plan: OutputPlan, scene: Scene, result: UnmixResult,

@@ -5,6 +5,7 @@ creates it on first use, docks it on the right of the main window and shows the 
 """
 import os
 
+from qgis.core import Qgis, QgsMessageLog
 from qgis.gui import QgsDockWidget
 from qgis.PyQt.QtCore import Qt, QUrl
 from qgis.PyQt.QtGui import QDesktopServices, QPixmap
@@ -99,7 +100,7 @@ def current_dock():
             from qgis.PyQt import sip
             if sip.isdeleted(_DOCK):
                 return None
-        except Exception:
+        except ImportError:                     # no sip module to ask: trust the reference
             pass
     return _DOCK
 
@@ -138,7 +139,7 @@ def close_dock(iface=None):
     if iface is not None:
         try:
             iface.removeDockWidget(dock)
-        except Exception:
-            pass
+        except RuntimeError as exc:             # the main window is already gone (QGIS closing)
+            QgsMessageLog.logMessage("spectra panel not removed: {}".format(exc), "DFFN", Qgis.Info)
     dock.close()
     dock.deleteLater()

@@ -78,18 +78,17 @@ class UnmixTask(QgsTask):
         self.cancelled = False
         self.last_progress = 0.0
         os.makedirs(self.output_dir, exist_ok=True)
+        from ..core.outputs import plan_outputs
         prefix = re.sub(r"[^\w.-]+", "_", layer.name()).strip("._") or "dffn"
-        d = self.output_dir
+        plan = plan_outputs(self.output_dir, prefix)       # the command line's names
         self.parameters = {
             "INPUT": layer.id() if self.project.mapLayer(layer.id()) is not None else layer.source(),
             "N_ENDMEMBERS": int(n_endmembers),
-            "OUTPUT": QgsProcessingOutputLayerDefinition(
-                os.path.join(d, prefix + "_abundances.tif"), self.project),
-            "ABUNDANCE_FOLDER": d,
-            "ENDMEMBERS": os.path.join(d, prefix + "_endmembers.csv"),
-            "PLOT": os.path.join(d, prefix + "_report.html"),
-            "ERROR": QgsProcessingOutputLayerDefinition(
-                os.path.join(d, prefix + "_error.tif"), self.project),
+            "OUTPUT": QgsProcessingOutputLayerDefinition(plan.stack, self.project),
+            "ABUNDANCE_FOLDER": plan.abundance_dir,
+            "ENDMEMBERS": plan.endmembers_csv,
+            "PLOT": plan.report_html,
+            "ERROR": QgsProcessingOutputLayerDefinition(plan.error, self.project),
         }
         self.parameters.update(ACTION_PARAMETERS if extra_parameters is None else extra_parameters)
 
@@ -140,8 +139,9 @@ class UnmixTask(QgsTask):
             if result and self.results is not None:
                 try:
                     self.results.update(self.algorithm.postProcess(self.context, self.feedback))
-                except Exception:
-                    pass
+                except Exception as exc:        # the outputs are written; say why layers may be missing
+                    QgsMessageLog.logMessage("post-processing failed: {}: {}".format(
+                        type(exc).__name__, exc), LOG_TAG, Qgis.Warning)
                 self.loaded_layers = load_layers_on_completion(self.context, self.feedback)
                 self.succeeded = True
                 _message("DFFN unmixing of {} finished: results in {}".format(
@@ -169,8 +169,8 @@ def _message(text, level):
         from qgis.utils import iface
         if iface is not None:
             iface.messageBar().pushMessage("DFFN", text, level=level, duration=10)
-    except Exception:
-        pass
+    except Exception as exc:                    # no message bar (qgis_process, tests): the log has it
+        QgsMessageLog.logMessage("message bar unavailable: {}".format(exc), LOG_TAG, Qgis.Info)
 
 
 def start_unmix(layer, output_dir=None, n_endmembers=3, project=None, extra_parameters=None,

@@ -9,7 +9,6 @@ import os
 import re
 import threading
 import time
-from dataclasses import fields
 
 from qgis.core import (
     QgsProcessing,
@@ -30,10 +29,10 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 
 from ..core import deps
-from ..core.config import DEFAULT_PRESET, PRESETS, DFFNParams
+from ..core.config import DEFAULT_PRESET, PRESETS
+from ..core.parameters import BY_NAME, SCHEMA, advanced
 
-PRESET_NAMES = ["fast", "paper"]
-DEVICE_NAMES = ["auto", "cpu", "cuda"]
+PRESET_NAMES = sorted(PRESETS)
 UNSET_OPTION = "preset value"
 
 # QGIS 3.40 moved these enums into Qgis.*, keeping the old names as aliases; use whichever exists.
@@ -50,90 +49,8 @@ if _INTEGER is None:  # pragma: no cover - QGIS 4
 _FILE_FILTER_CSV = "CSV files (*.csv)"
 _FILE_FILTER_HTML = "HTML files (*.html *.htm)"
 
-# Advanced parameters: (parameter name, DFFNParams field, type, minimum, maximum, plain-words help).
-# Each is optional with no default: left unset, the preset's value is used.
-ADVANCED = [
-    ("EPOCHS", "epochs", _INTEGER, 1, None, "Epochs",
-     "training epochs of the kept start"),
-    ("LR", "lr", _DOUBLE, 1e-8, 10.0, "Learning rate",
-     "learning rate of the Adam optimiser"),
-    ("WEIGHT_DECAY", "weight_decay", _DOUBLE, 0.0, 1.0, "Weight decay",
-     "L2 weight decay of the optimiser"),
-    ("LR_STEP", "lr_step", _INTEGER, 1, None, "Learning rate step (epochs)",
-     "the learning rate is multiplied by the step factor every this many epochs"),
-    ("LR_GAMMA", "lr_gamma", _DOUBLE, 0.0, 1.0, "Learning rate step factor",
-     "factor applied to the learning rate at each step"),
-    ("EEM_LR", "eem_lr", _DOUBLE, 0.0, 10.0, "Endmember module learning rate",
-     "learning rate of the endmember module (0: the same as the learning rate)"),
-    ("STARTS", "starts", _INTEGER, 1, 100, "Starts",
-     "number of short training starts tried; the one with the lowest loss is trained on"),
-    ("START_EPOCHS", "start_epochs", _INTEGER, 0, None, "Epochs per start",
-     "epochs each start gets before the pick (0: no pick)"),
-    ("PATIENCE", "patience", _INTEGER, 0, None, "Patience (epochs)",
-     "stop once the loss has not improved for this many epochs (0: never stop early)"),
-    ("RESTARTS", "restarts", _INTEGER, 0, 100, "Restarts when stuck",
-     "fresh starts allowed when training gets stuck (the patience rule fires in the first half of the "
-     "epochs); the run with the lowest loss is kept"),
-    ("MIN_DELTA", "min_delta", _DOUBLE, 0.0, 1.0, "Minimum relative improvement",
-     "relative loss improvement that counts as one for the patience rule"),
-    ("KERNEL", "kernel", _INTEGER, 1, 99, "Kernel size k",
-     "convolution kernel size of the spatial branch (odd)"),
-    ("PADDING", "padding", _INTEGER, 0, 99, "Padding",
-     "convolution padding (left unset while a kernel size is given: k // 2, which keeps the image size)"),
-    ("W", "w", _DOUBLE, 0.0, 1.0, "Fusion weight w",
-     "weight between spectral (1) and spatial (0) similarity in the feature fusion module"),
-    ("FFM_BLOCK", "ffm_block", _INTEGER, 1, None, "Fusion block size (pixels)",
-     "pixels per block of the spatial similarity product (memory against speed)"),
-    ("A", "a", _DOUBLE, 0.0, None, "Loss weight a",
-     "weight of the reconstruction term of the loss (spectral angle between the input and its reconstruction)"),
-    ("B", "b", _DOUBLE, 0.0, None, "Loss weight b",
-     "weight of the abundance constraint term of the loss (abundances non-negative and summing to one)"),
-    ("C", "c", _DOUBLE, 0.0, None, "Loss weight c",
-     "weight of the term that keeps the network's two reconstructions consistent (spectral angle between them)"),
-    ("THREADS", "threads", _INTEGER, 0, 1024, "CPU threads",
-     "CPU threads torch may use (0: torch's default)"),
-    ("SPECTRAL_PIXELS", "spectral_pixels", _INTEGER, 0, None, "Spectral kernel reference pixels",
-     "band distances of the spectral similarity are scaled to this many pixels (9025, Samson's size, keeps "
-     "the published behaviour at any image size; 0: raw sums, which turn the spectral term into the image "
-     "itself on large images)"),
-    ("EXACT_LIMIT", "exact_limit", _INTEGER, 0, None, "Exact method up to (pixels)",
-     "with the automatic method, images up to this many pixels are unmixed exactly; larger ones take the "
-     "scalable path"),
-    ("LANDMARKS", "landmarks", _INTEGER, 16, 65536, "Fusion landmarks (scalable)",
-     "landmark pixels of the approximate spatial similarity; doubled until the measured error is within "
-     "the tolerance"),
-    ("FFM_TOLERANCE", "ffm_tolerance", _DOUBLE, 0.0, 1.0, "Fusion error tolerance (scalable)",
-     "relative error of the approximate spatial similarity term that is accepted"),
-    ("TRAIN_WINDOWS", "train_windows", _INTEGER, 1, 4096, "Training windows (scalable)",
-     "number of windows, spread over the image, the scalable path trains on"),
-    ("WINDOW", "window", _INTEGER, 8, 4096, "Training window size (scalable)",
-     "side of the training windows in pixels"),
-    ("TILE", "tile", _INTEGER, 32, 16384, "Tile size (scalable)",
-     "side of the tiles abundances are computed on (made smaller automatically when memory is short)"),
-]
-
-
-# Advanced choices: (parameter name, DFFNParams field, options, label, help). Option 0 is "preset value".
-ADVANCED_CHOICES = [
-    ("SCHEDULE", "schedule", ["step", "cosine"], "Learning rate schedule",
-     "step: multiplied by the step factor every step (as published); cosine: down to zero at the last epoch"),
-    ("PRECISION", "precision", ["float32", "bfloat16", "auto"], "Training precision",
-     "float32, bfloat16 or auto (bfloat16 where the hardware has native support)"),
-    ("ABUNDANCES", "abundances", ["network", "refined"], "Abundances",
-     "network: the abundance module's output (as published); refined: each pixel's non-negative "
-     "least-squares fit on the learned endmembers, the abundances that minimise the loss's reconstruction "
-     "angle (sharper after a short training; on large images it also skips the fusion of every tile)"),
-    ("METHOD", "method", ["auto", "exact", "scalable"], "Method",
-     "exact: the published method on the whole image; scalable: approximate fusion, training on windows, "
-     "abundances tile by tile, in bounded memory (for large images); auto: exact up to the limit below"),
-]
-
-_PARAM_FIELDS = {f.name for f in fields(DFFNParams)}
-
-
-def _exposed(table):
-    """The rows of ``table`` whose DFFNParams field exists in this version of the engine."""
-    return [row for row in table if row[1] in _PARAM_FIELDS]
+def _number_type(parameter):
+    return _INTEGER if parameter.kind is int else _DOUBLE
 
 
 def _tr(text):
@@ -157,10 +74,6 @@ def _is_unset(value):
 def _safe_prefix(name):
     prefix = re.sub(r"[^\w.-]+", "_", name or "").strip("._")
     return prefix or "dffn"
-
-
-def _stem(path):
-    return os.path.splitext(path)[0]
 
 
 class _ProgressBridge:
@@ -261,19 +174,22 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
             "",
             _tr("Advanced parameters, left unset, take the preset's value:"),
         ]
-        for pname, field, *_rest, words in _exposed(ADVANCED) + _exposed(ADVANCED_CHOICES):
-            lines.append("  {} ({}): {}; fast {}, paper {}.".format(
-                pname, field, words, getattr(fast, field), getattr(paper, field)))
+        for parameter in advanced():
+            lines.append("  {} ({}): {}; {}; fast {}, paper {}.".format(
+                parameter.qgis_name, _tr(parameter.label), _tr(parameter.help), parameter.range_text,
+                getattr(fast, parameter.name), getattr(paper, parameter.name)))
         lines += [
             "",
-            _tr("Outputs:"),
+            _tr("Outputs (only the abundances are required; the dialog creates the others too "
+                "unless they are unticked):"),
             _tr("  Abundances (OUTPUT): one GeoTIFF with one band per endmember, same grid and CRS "
-                "as the input; a run record (.json) is written beside it."),
+                "as the input; a run record (.json) of the same name is written beside it."),
             _tr("  Abundance folder (ABUNDANCE_FOLDER): one single-band GeoTIFF per endmember, "
                 "listed in OUTPUT_LAYERS."),
             _tr("  Endmember spectra (ENDMEMBERS): CSV, one column per endmember; an ENVI spectral "
                 "library (.sli/.hdr) of the same name is written beside it."),
-            _tr("  Report (PLOT): HTML page with the endmember spectra plot (PNG and SVG beside it), "
+            _tr("  Report (PLOT): HTML page with the endmember spectra plot (PNG and SVG of the same "
+                "name beside it), "
                 "shown in the Results Viewer."),
             _tr("  Reconstruction error (ERROR): per-pixel spectral angle in radians between the "
                 "input and its reconstruction."),
@@ -294,47 +210,55 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer(
             self.INPUT, _tr("Input hyperspectral raster")))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.N_ENDMEMBERS, _tr("Number of endmembers"), type=_INTEGER,
-            defaultValue=DFFNParams.n_endmembers, minValue=2, maxValue=100))
+        self.addParameter(self._number(BY_NAME["n_endmembers"], defaultValue=PRESETS[DEFAULT_PRESET].n_endmembers))
         self.addParameter(QgsProcessingParameterBand(
             self.BANDS, _tr("Bands to use (empty: all)"), None, self.INPUT,
             optional=True, allowMultiple=True))
         self.addParameter(QgsProcessingParameterEnum(
             self.PRESET, _tr("Preset"), options=PRESET_NAMES,
             defaultValue=PRESET_NAMES.index(DEFAULT_PRESET)))
+        device = BY_NAME["device"]
         self.addParameter(QgsProcessingParameterEnum(
-            self.DEVICE, _tr("Device"), options=DEVICE_NAMES, defaultValue=0))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.SEED, _tr("Random seed"), type=_INTEGER, defaultValue=DFFNParams.seed, minValue=0))
+            device.qgis_name, _tr(device.label), options=list(device.choices),
+            defaultValue=device.choices.index(PRESETS[DEFAULT_PRESET].device)))
+        self.addParameter(self._number(BY_NAME["seed"], defaultValue=PRESETS[DEFAULT_PRESET].seed))
 
-        for pname, _field, kind, lo, hi, label, words in _exposed(ADVANCED):
-            kwargs = dict(type=kind, defaultValue=None, optional=True)
-            if lo is not None:
-                kwargs["minValue"] = lo
-            if hi is not None:
-                kwargs["maxValue"] = hi
-            param = QgsProcessingParameterNumber(
-                pname, "{} [{}]".format(_tr(label), _tr("unset: preset value")), **kwargs)
-            self._advanced(param, _tr(words))
-        for pname, _field, options, label, words in _exposed(ADVANCED_CHOICES):
-            choice = QgsProcessingParameterEnum(
-                pname, _tr(label), options=[_tr(UNSET_OPTION)] + options, defaultValue=0,
-                optional=True)
-            self._advanced(choice, _tr(words))
+        for parameter in advanced():
+            if parameter.kind is str:
+                param = QgsProcessingParameterEnum(
+                    parameter.qgis_name, _tr(parameter.label),
+                    options=[_tr(UNSET_OPTION)] + list(parameter.choices), defaultValue=0, optional=True)
+            else:
+                param = self._number(parameter, label="{} [{}]".format(_tr(parameter.label),
+                                                                       _tr("unset: preset value")),
+                                     defaultValue=None, optional=True)
+            self._advanced(param, _tr(parameter.help))
 
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.OUTPUT, _tr("Abundances (one band per endmember; opened as one layer per endmember)")))
-        self.addParameter(QgsProcessingParameterFolderDestination(
-            self.ABUNDANCE_FOLDER, _tr("Folder for the per-endmember abundance rasters")))
+        self._secondary(QgsProcessingParameterFolderDestination(
+            self.ABUNDANCE_FOLDER, _tr("Folder for the per-endmember abundance rasters"), optional=True))
         self.addOutput(QgsProcessingOutputMultipleLayers(
             self.OUTPUT_LAYERS, _tr("Per-endmember abundance rasters")))
-        self.addParameter(QgsProcessingParameterFileDestination(
-            self.ENDMEMBERS, _tr("Endmember spectra (CSV; ENVI .sli beside it)"), _FILE_FILTER_CSV))
-        self.addParameter(QgsProcessingParameterFileDestination(
-            self.PLOT, _tr("Report with the endmember spectra plot (HTML)"), _FILE_FILTER_HTML))
-        self.addParameter(QgsProcessingParameterRasterDestination(
-            self.ERROR, _tr("Reconstruction error (spectral angle, radians)")))
+        self._secondary(QgsProcessingParameterFileDestination(
+            self.ENDMEMBERS, _tr("Endmember spectra (CSV; ENVI .sli beside it)"), _FILE_FILTER_CSV,
+            optional=True))
+        self._secondary(QgsProcessingParameterFileDestination(
+            self.PLOT, _tr("Report with the endmember spectra plot (HTML)"), _FILE_FILTER_HTML, optional=True))
+        self._secondary(QgsProcessingParameterRasterDestination(
+            self.ERROR, _tr("Reconstruction error (spectral angle, radians)"), optional=True))
+
+    @staticmethod
+    def _number(parameter, label=None, **kwargs):
+        """The QGIS number parameter of a schema entry, with the schema's bounds."""
+        return QgsProcessingParameterNumber(
+            parameter.qgis_name, label or _tr(parameter.label), type=_number_type(parameter),
+            minValue=parameter.low, maxValue=parameter.high, **kwargs)
+
+    def _secondary(self, param):
+        """An optional output the dialog still creates unless it is unticked."""
+        param.setCreateByDefault(True)
+        self.addParameter(param)
 
     def _advanced(self, param, help_text):
         param.setFlags(param.flags() | _FLAG_ADVANCED)
@@ -375,26 +299,25 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
         from ..core.errors import InputError
 
         preset = PRESET_NAMES[self.parameterAsEnum(parameters, self.PRESET, context)]
-        overrides = {
-            "n_endmembers": self.parameterAsInt(parameters, self.N_ENDMEMBERS, context),
-            "seed": self.parameterAsInt(parameters, self.SEED, context),
-            "device": DEVICE_NAMES[self.parameterAsEnum(parameters, self.DEVICE, context)],
-        }
-        for pname, field, kind, _lo, _hi, _label, _words in _exposed(ADVANCED):
-            if _is_unset(parameters.get(pname)):
+        overrides = {}
+        for parameter in SCHEMA:
+            name = parameter.qgis_name
+            if parameter.kind is str:
+                options = list(parameter.choices)
+                if parameter.advanced:
+                    if _is_unset(parameters.get(name)):
+                        continue
+                    index = self.parameterAsEnum(parameters, name, context) - 1
+                else:
+                    index = self.parameterAsEnum(parameters, name, context)
+                if index >= 0:
+                    overrides[parameter.name] = options[index]
+            elif parameter.advanced and _is_unset(parameters.get(name)):
                 continue
-            if kind == _INTEGER:
-                overrides[field] = self.parameterAsInt(parameters, pname, context)
+            elif parameter.kind is int:
+                overrides[parameter.name] = self.parameterAsInt(parameters, name, context)
             else:
-                overrides[field] = self.parameterAsDouble(parameters, pname, context)
-        for pname, field, options, _label, _words in _exposed(ADVANCED_CHOICES):
-            if _is_unset(parameters.get(pname)):
-                continue
-            index = self.parameterAsEnum(parameters, pname, context)
-            if index > 0:
-                overrides[field] = options[index - 1]
-        if "kernel" in overrides and "padding" not in overrides:
-            overrides["padding"] = overrides["kernel"] // 2
+                overrides[parameter.name] = self.parameterAsDouble(parameters, name, context)
         try:
             return preset, params_for(preset, **overrides)
         except InputError as exc:
@@ -421,9 +344,8 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(problems)
 
         import torch
-        from ..core.errors import Cancelled, InputError
-        from ..core.outputs import OutputPlan
-        from ..core.pipeline import unmix_file
+        from ..core import service
+        from ..core.outputs import plan_from_destinations
         from ..core.progress import Monitor
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
@@ -432,27 +354,19 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
         path = self.input_path(layer)
         bands = self.parameterAsInts(parameters, self.BANDS, context) or None
         preset, params = self.params_from(parameters, context)
-        _check_band_count(layer, bands, params.n_endmembers)
 
-        stack = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        error = self.parameterAsOutputLayer(parameters, self.ERROR, context)
-        folder = self.parameterAsFileOutput(parameters, self.ABUNDANCE_FOLDER, context)
-        csv_path = self.parameterAsFileOutput(parameters, self.ENDMEMBERS, context)
-        html_path = self.parameterAsFileOutput(parameters, self.PLOT, context)
-        folder_is_new = not os.path.isdir(folder)
+        def destination(name, as_layer=False):
+            """The chosen path of an output, or None when it is not wanted (optional, unticked)."""
+            value = (self.parameterAsOutputLayer if as_layer else self.parameterAsFileOutput)(
+                parameters, name, context)
+            return value or None
 
-        plan = OutputPlan(
-            stack=stack,
-            abundance_dir=folder,
-            endmembers_csv=csv_path,
-            endmembers_sli=_stem(csv_path) + ".sli",
-            plot_png=_stem(html_path) + ".png",
-            plot_svg=_stem(html_path) + ".svg",
-            report_html=html_path,
-            error=error,
-            record_json=_stem(stack) + ".json",
-            prefix=_safe_prefix(layer.name()),
-        )
+        folder = destination(self.ABUNDANCE_FOLDER)
+        plan = plan_from_destinations(
+            destination(self.OUTPUT, as_layer=True), folder, destination(self.ENDMEMBERS),
+            destination(self.PLOT), destination(self.ERROR, as_layer=True), _safe_prefix(layer.name()))
+        folder_is_new = folder is not None and not os.path.isdir(folder)
+        request = service.RunRequest.make(path, params, plan, bands)
 
         feedback.pushInfo(_tr("DFFN: torch {}, requested device '{}', CUDA available: {}").format(
             torch.__version__, params.device, torch.cuda.is_available()))
@@ -466,82 +380,45 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
         # The core writes every output under a temporary name and renames them all at the end,
         # so a cancelled or failed run leaves no half-written file behind.
         try:
-            with _engine_turn(feedback), _global_state_kept():
-                summary = unmix_file(path, plan, params, bands=bands, monitor=monitor)
-        except Cancelled as exc:
-            _remove_if_empty(folder, folder_is_new)
-            raise QgsProcessingException(_tr("Cancelled: {}; no output was written.").format(exc))
-        except InputError as exc:
-            _remove_if_empty(folder, folder_is_new)
-            raise QgsProcessingException(str(exc))
+            with _engine_turn(feedback):
+                summary = service.run(request, monitor)
         except Exception as exc:
-            _remove_if_empty(folder, folder_is_new)
-            raise QgsProcessingException(_fault_message(exc, feedback))
+            if folder_is_new:
+                _remove_if_empty(folder)
+            raise QgsProcessingException(_failure_message(exc))
 
-        record = getattr(summary, "record", {}) or {}
         feedback.pushInfo(_tr("Done in {:.1f} s on device '{}' with torch {}").format(
-            time.time() - started, record.get("device", params.device),
-            record.get("torch_version", torch.__version__)))
+            time.time() - started, summary.record["device"], summary.record["versions"]["torch"]))
         feedback.setProgress(100)
 
         paths = summary.paths
-        abundances = list(paths.get("abundances") or [])
-        names = list(getattr(summary, "endmember_names", []) or
-                     ["endmember {}".format(i + 1) for i in range(len(abundances))])
-
+        abundances = list(paths["abundances"])
         from .postprocess import register_layers_to_load
-        register_layers_to_load(context, layer.name(), paths.get("stack", stack), abundances, names,
-                                paths.get("error", error), paths.get("plot_png"))
+        register_layers_to_load(context, layer.name(), paths["stack"], abundances, summary.endmember_names,
+                                paths["error"], paths["plot_png"])
 
         return {
-            self.OUTPUT: paths.get("stack", stack),
+            self.OUTPUT: paths["stack"],
             self.ABUNDANCE_FOLDER: folder,
             self.OUTPUT_LAYERS: abundances,
-            self.ENDMEMBERS: paths.get("endmembers_csv", csv_path),
-            self.PLOT: paths.get("report_html", html_path),
-            self.ERROR: paths.get("error", error),
+            self.ENDMEMBERS: paths["endmembers_csv"],
+            self.PLOT: paths["report_html"],
+            self.ERROR: paths["error"],
         }
 
 
-def _check_band_count(layer, bands, endmembers):
-    """Too many endmembers for the bands: refused before the image is read."""
-    from ..core.errors import InputError
-    from ..core.raster_io import validate_band_list
-
-    count = layer.bandCount()
-    if bands:
-        try:
-            count = len(validate_band_list(bands, count, layer.name()))
-        except InputError as exc:
-            raise QgsProcessingException(str(exc))
-    if 0 < count < endmembers + 1:
-        raise QgsProcessingException(_tr(
-            "{} endmembers need at least {} bands; {} {}").format(
-            endmembers, endmembers + 1, count,
-            _tr("band(s) were chosen") if bands else _tr("band(s) in the image")))
-
-
-def _one_line(exc):
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def _fault_message(exc, feedback):
-    """One line for an exception the engine did not raise on purpose; the traceback goes to the
-    Log Messages panel (DFFN tab), not in front of the user."""
-    import traceback
+def _failure_message(exc):
+    """The one line of :func:`dffn_qgis.core.service.describe_failure`; a fault's traceback goes
+    to the Log Messages panel (DFFN tab), not in front of the user."""
     from qgis.core import Qgis, QgsMessageLog
+    from ..core.service import describe_failure, traceback_text
 
-    details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    QgsMessageLog.logMessage(details, "DFFN", Qgis.Critical)
-    if isinstance(exc, OSError):
-        return _tr("{}; no output was written.").format(_one_line(exc))
-    if isinstance(exc, FloatingPointError):
-        return _tr("{}; try a lower learning rate or mask extreme values as nodata; no output was "
-                   "written.").format(_one_line(exc))
-    if isinstance(exc, MemoryError):
-        return _tr("Not enough memory; choose fewer bands or a smaller image; no output was written.")
-    return _tr("DFFN stopped on an unexpected error ({}: {}); no output was written. The details "
-               "are in the Log Messages panel, DFFN tab.").format(type(exc).__name__, _one_line(exc))
+    failure = describe_failure(exc)
+    if failure.kind != "fault" or isinstance(exc, MemoryError):
+        return failure.message
+    QgsMessageLog.logMessage(traceback_text(exc), "DFFN", Qgis.Critical)
+    return _tr("DFFN stopped on an unexpected error ({}); the details are in the Log Messages panel, "
+               "DFFN tab.").format(failure.message)
 
 
 # One DFFN run at a time in a QGIS process. The engine seeds torch's global random generator
@@ -584,33 +461,9 @@ class _engine_turn:
         return False
 
 
-class _global_state_kept:
-    """Random generator states of torch and numpy as they were before the run (QGIS's Python is
-    shared with other plugins; the engine seeds them). Torch's thread count is restored by the
-    engine itself."""
-
-    def __enter__(self):
-        import numpy as np
-        import torch
-        self._torch = torch.random.get_rng_state()
-        self._numpy = np.random.get_state()
-        self._threads = torch.get_num_threads()
-        return self
-
-    def __exit__(self, *exc_info):
-        import numpy as np
-        import torch
-        torch.random.set_rng_state(self._torch)
-        np.random.set_state(self._numpy)
-        if torch.get_num_threads() != self._threads:
-            torch.set_num_threads(self._threads)
-        return False
-
-
-def _remove_if_empty(folder, created_by_us):
+def _remove_if_empty(folder):
     """A failed or cancelled run leaves no empty abundance folder of its own making behind."""
-    if created_by_us:
-        try:
-            os.rmdir(folder)
-        except OSError:
-            pass
+    try:
+        os.rmdir(folder)
+    except OSError:
+        pass                                     # not empty: files of the user's were there

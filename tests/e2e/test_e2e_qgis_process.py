@@ -13,8 +13,8 @@ pytestmark = [pytest.mark.qgis, pytest.mark.e2e,
 
 
 def _advanced_names():
-    from dffn_qgis.processing_provider.unmix_algorithm import ADVANCED, ADVANCED_CHOICES, _exposed
-    return [row[0] for row in _exposed(ADVANCED) + _exposed(ADVANCED_CHOICES)]
+    from dffn_qgis.core.parameters import advanced
+    return [parameter.qgis_name for parameter in advanced()]
 
 
 MAIN = ["INPUT", "N_ENDMEMBERS", "BANDS", "PRESET", "DEVICE", "SEED"]
@@ -105,6 +105,16 @@ def test_run_writes_every_output(qgis_home, tmp_path):
     assert "device 'cpu'" in log
     src, out = gdal.Open(scene), gdal.Open(results["OUTPUT"])
     assert out.RasterCount == 3 and out.GetGeoTransform() == src.GetGeoTransform()
+
+
+def test_run_with_only_the_abundances(qgis_home, tmp_path):
+    """qgis_process run dffn:unmix -- INPUT=... N_ENDMEMBERS=3 OUTPUT=... (no other destination)."""
+    scene = _scene(tmp_path)
+    out = tmp_path / "out"
+    proc = run(_run_args(scene, {"OUTPUT": str(out / "ab.tif")}), qgis_home["env"], 300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["results"]["OUTPUT"] == str(out / "ab.tif")
+    assert sorted(os.listdir(out)) == ["ab.json", "ab.tif"]
 
 
 def test_run_without_torch_says_what_to_install(qgis_home, tmp_path):

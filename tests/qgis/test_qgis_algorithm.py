@@ -369,3 +369,28 @@ def test_plugin_loads_without_torch_and_says_how_to_install_it(scene_tif, tmp_pa
     assert out["algorithm"] and not out["torch_imported"]
     assert "torch" in out["help"]
     assert out["error"] and "torch" in out["error"] and "-m pip install" in out["error"]
+
+
+def test_only_the_abundances_are_required(dffn_provider, scene_tif, tmp_path):
+    values = dict(FAST, INPUT=scene_tif, OUTPUT=str(tmp_path / "ab.tif"))
+    results = processing.run("dffn:unmix", values)
+    assert sorted(os.listdir(tmp_path)) == ["ab.json", "ab.tif"]
+    assert results["OUTPUT_LAYERS"] == [] and not results["ERROR"] and not results["PLOT"]
+
+
+def test_processing_and_the_command_line_write_the_same_files(dffn_provider, scene_tif, tmp_path):
+    """One run service: the same input, parameters and seed give the same files, named alike."""
+    from dffn_qgis.cli import main
+
+    cli_dir, qgis_dir = tmp_path / "cli", tmp_path / "qgis"
+    assert main(["unmix", scene_tif, "-p", str(ENDMEMBERS), "-o", str(cli_dir), "--prefix", "scene",
+                 "--device", "cpu", "--seed", "1", "--epochs", "3", "--starts", "1", "--start-epochs", "0",
+                 "--patience", "0", "--precision", "float32", "--threads", "1", "-q"]) == 0
+    from dffn_qgis.core.outputs import plan_outputs
+    plan = plan_outputs(qgis_dir, "scene")
+    processing.run("dffn:unmix", dict(FAST, INPUT=scene_tif, OUTPUT=plan.stack, ABUNDANCE_FOLDER=plan.abundance_dir,
+                                      ENDMEMBERS=plan.endmembers_csv, PLOT=plan.report_html, ERROR=plan.error))
+    assert sorted(os.listdir(cli_dir)) == sorted(os.listdir(qgis_dir))
+    for name in os.listdir(cli_dir):
+        if name.endswith((".tif", ".csv", ".sli")):
+            assert (cli_dir / name).read_bytes() == (qgis_dir / name).read_bytes(), name

@@ -117,9 +117,11 @@ def test_parameters_and_outputs(dffn_provider):
     advanced = {name for name, d in p.items() if d.flags() & QgsProcessingParameterDefinition.FlagAdvanced}
     assert {"EPOCHS", "LR", "W", "KERNEL", "A", "B", "C", "STARTS", "PRECISION"} <= advanced
     assert not advanced & {"INPUT", "N_ENDMEMBERS", "BANDS", "PRESET", "DEVICE", "SEED"}
-    from dffn_qgis.processing_provider.unmix_algorithm import ADVANCED_CHOICES
-    for name in advanced - {row[0] for row in ADVANCED_CHOICES}:
-        assert p[name].defaultValue() is None and p[name].flags() & QgsProcessingParameterDefinition.FlagOptional
+    from dffn_qgis.core.parameters import BY_NAME
+    for name in advanced:
+        if BY_NAME[name.lower()].kind is not str:
+            assert p[name].defaultValue() is None
+        assert p[name].flags() & QgsProcessingParameterDefinition.FlagOptional
 
     assert isinstance(p["OUTPUT"], QgsProcessingParameterRasterDestination)
     assert isinstance(p["ERROR"], QgsProcessingParameterRasterDestination)
@@ -135,18 +137,34 @@ def test_parameters_and_outputs(dffn_provider):
     assert not alg.flags() & alg.FlagNoThreading
 
 
-def test_every_dffn_params_field_is_exposed(dffn_provider):
+def test_every_parameter_of_the_schema_is_a_dialog_parameter_with_its_bounds(dffn_provider):
     from dataclasses import fields
 
     from dffn_qgis.core.config import DFFNParams
-    from dffn_qgis.processing_provider.unmix_algorithm import ADVANCED, ADVANCED_CHOICES
+    from dffn_qgis.core.parameters import SCHEMA
 
-    exposed = {field for _, field, *_ in ADVANCED + ADVANCED_CHOICES} | {"n_endmembers", "seed", "device"}
-    assert {f.name for f in fields(DFFNParams)} <= exposed
+    assert {f.name for f in fields(DFFNParams)} == {p.name for p in SCHEMA}
     alg = QgsApplication.processingRegistry().createAlgorithmById("dffn:unmix")
-    names = {d.name() for d in alg.parameterDefinitions()}
-    for pname, field, *_ in ADVANCED + ADVANCED_CHOICES:
-        assert (pname in names) == (field in {f.name for f in fields(DFFNParams)}), pname
+    definitions = {d.name(): d for d in alg.parameterDefinitions()}
+    for parameter in SCHEMA:
+        d = definitions[parameter.qgis_name]
+        assert bool(d.flags() & QgsProcessingParameterDefinition.FlagAdvanced) == parameter.advanced, d.name()
+        if parameter.kind is str:
+            options = d.options()[1:] if parameter.advanced else d.options()
+            assert options == list(parameter.choices), d.name()
+        else:
+            assert (d.minimum(), d.maximum()) == (parameter.low, parameter.high), d.name()
+            assert (d.dataType() == QgsProcessingParameterNumber.Integer) == (parameter.kind is int), d.name()
+    assert "PADDING" not in definitions          # derived from the kernel, not a parameter
+
+
+def test_optional_outputs_are_created_by_default_and_only_the_stack_is_required(dffn_provider):
+    alg = QgsApplication.processingRegistry().createAlgorithmById("dffn:unmix")
+    definitions = {d.name(): d for d in alg.parameterDefinitions()}
+    assert not definitions["OUTPUT"].flags() & QgsProcessingParameterDefinition.FlagOptional
+    for name in ("ABUNDANCE_FOLDER", "ENDMEMBERS", "PLOT", "ERROR"):
+        assert definitions[name].flags() & QgsProcessingParameterDefinition.FlagOptional, name
+        assert definitions[name].createByDefault(), name
 
 
 def test_help_is_plain_text_and_explains_every_parameter(dffn_provider):

@@ -1,0 +1,203 @@
+"""Command line: ``python -m dffn_qgis unmix ...`` and ``python -m dffn_qgis evaluate ...``.
+
+Bad input ends with one line on stderr and exit code 2 (argument errors included; a file
+system error while writing, such as a full disk, too); Ctrl-C cancels cleanly (exit 130) and
+leaves no partial outputs. Any other failure is a fault of the program: one line and exit code 1,
+with the traceback only when the environment variable ``DFFN_DEBUG`` is set.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from .core.config import DEFAULT_PRESET, PRESETS, params_for
+from .core.errors import Cancelled, InputError
+from .core.parameters import SCHEMA, Parameter
+
+EXIT_FAULT, EXIT_INPUT, EXIT_CANCELLED = 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (no usage block), exit code 2."""
+
+    def error(self, message):
+        self.exit(EXIT_INPUT, f"dffn: error: {' '.join(str(message).split())} "
+                              f"(see {self.prog} --help)\n")
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr (plain lines every 10% when stderr is not a terminal)."""
+
+    def __init__(self, stream=None, enabled: bool = True):
+        # sys.stderr looked up now, not at import: it may have been redirected since
+        self.stream, self.enabled = stream if stream is not None else sys.stderr, enabled
+        self.tty = self.stream.isatty()
+        self.last_decile = -1
+        self.t0 = time.perf_counter()
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.t0
+        if self.tty:
+            filled = int(30 * fraction)
+            self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {100 * fraction:5.1f}% "
+                              f"{elapsed:6.1f}s  {message[:60]:<60}")
+            self.stream.flush()
+        elif int(10 * fraction) > self.last_decile:
+            self.last_decile = int(10 * fraction)
+            self.stream.write(f"{100 * fraction:5.1f}% {elapsed:6.1f}s {message}\n")
+
+    def info(self, message: str) -> None:
+        if self.enabled:
+            self.stream.write(("\r\033[K" if self.tty else "") + message + "\n")
+            self.stream.flush()
+
+
+def _band_list(text: str) -> List[int]:
+    """``"1-10,15,20-30"`` -> band numbers."""
+    bands: List[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part:
+                lo, hi = (int(v) for v in part.split("-", 1))
+                bands.extend(range(lo, hi + 1))
+            elif part:
+                bands.append(int(part))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a band list: {text!r} (use e.g. 1-10,15,20-30)")
+    return bands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m dffn_qgis",
+        description="DFFN hyperspectral unmixing (Tao et al., IEEE TGRS 2024) on any raster GDAL reads.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    u = sub.add_parser("unmix", help="unmix a raster into endmember spectra and abundance maps",
+                       description="Unmix INPUT (any GDAL raster, or a .mat with Y) and write abundance "
+                                   "GeoTIFFs, endmember CSV/ENVI library, plot, HTML report, error map "
+                                   "and a JSON record of the run into --output-dir.")
+    u.add_argument("input", metavar="INPUT", help="raster file (GeoTIFF, ENVI, VRT, ...) or MATLAB .mat file")
+    u.add_argument("-o", "--output-dir", required=True, metavar="DIR",
+                   help="folder for the outputs (created if missing; existing files are replaced only "
+                        "when the run succeeds)")
+    u.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
+                   help=f"parameter set the options below start from (default {DEFAULT_PRESET}); "
+                        "'paper' is the published setting")
+    u.add_argument("--bands", type=_band_list, default=None, metavar="LIST",
+                   help="1-based bands to use, e.g. 1-100,120-150 (default: all except bands flagged bad)")
+    u.add_argument("--prefix", default=None, help="file name prefix of the outputs (default: input's name)")
+    g = u.add_argument_group("advanced (default: the preset's value)")
+    for parameter in SCHEMA:
+        _add_option(g if parameter.advanced else u, parameter)
+    u.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")
+
+    e = sub.add_parser("evaluate", help="score a result folder against ground truth",
+                       description="Score the outputs of 'unmix' in OUTPUT_DIR against ground truth: SAD per "
+                                   "endmember (radians and degrees) and abundance RMSE, with one-to-one "
+                                   "(Hungarian) matching and the reference code's matching.")
+    e.add_argument("output_dir", metavar="OUTPUT_DIR", help="folder written by 'unmix'")
+    e.add_argument("--truth", required=True,
+                   help="a .mat with Y/A/M (like Samson.mat), or a truth abundance raster "
+                        "(*_truth_abundances.tif, endmember CSV beside it), or a folder holding both")
+    e.add_argument("--truth-endmembers", default=None, help="endmember CSV of the truth, if not beside it")
+    e.add_argument("--convention", choices=["fractions", "max-normalised-nnls"], default="fractions",
+                   help="fractions: score the run's own abundances (default); max-normalised-nnls: re-derive "
+                        "them from the run's endmembers as Samson's truth was made (needs a .mat truth with Y)")
+    e.add_argument("--json", action="store_true", help="print the scores as JSON")
+    return parser
+
+
+def _preset_values(name: str) -> str:
+    values = sorted({str(getattr(preset, name)) for preset in PRESETS.values()})
+    if len(values) == 1:
+        return f"default {values[0]}"
+    return "default " + ", ".join(f"{key} {getattr(PRESETS[key], name)}" for key in sorted(PRESETS))
+
+
+def _add_option(group, parameter: Parameter) -> None:
+    """One command-line option of the schema's ``parameter`` (checked by ``DFFNParams.validate``)."""
+    kwargs = dict(dest=parameter.name, default=None)
+    if parameter.name == "n_endmembers":
+        kwargs.update(required=True, metavar="P")
+        text = f"{parameter.help}, {parameter.range_text}"
+    else:
+        text = f"{parameter.help} ({_preset_values(parameter.name)})"
+    if parameter.kind is str:
+        if parameter.check is None:
+            kwargs["choices"] = list(parameter.choices)
+        else:
+            kwargs["metavar"] = parameter.name.upper()
+    else:
+        kwargs["type"] = parameter.kind
+        text += f"; {parameter.range_text}" if parameter.name != "n_endmembers" else ""
+    group.add_argument(*parameter.cli_flags, help=text.replace("%", "%%"), **kwargs)
+
+
+def _run_unmix(args) -> int:
+    from .core import service
+    from .core.outputs import plan_outputs
+    from .core.progress import Monitor
+
+    params = params_for(args.preset, **{p.name: getattr(args, p.name) for p in SCHEMA})
+    request = service.RunRequest.make(args.input, params, plan_outputs(args.output_dir, args.prefix or
+                                                                       Path(args.input).stem), args.bands)
+    bar = ProgressBar(enabled=not args.quiet)
+    cancel = {"asked": False}
+
+    def on_sigint(signum, frame):
+        cancel["asked"] = True
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        summary = service.run(request, Monitor(bar, lambda: cancel["asked"], bar.info))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    rec = summary.record
+    bar.info(f"done in {rec['timings']['total_s']:.1f} s on {rec['device']}: {summary.result.n_endmembers} "
+             f"endmembers, final loss {rec['final_loss']:.5f}")
+    print(f"abundances: {summary.paths['stack']}")
+    if summary.paths.get("endmembers_csv"):
+        print(f"endmembers: {summary.paths['endmembers_csv']}")
+    if summary.paths.get("report_html"):
+        print(f"report:     {summary.paths['report_html']}")
+    return 0
+
+
+def _run_evaluate(args) -> int:
+    from .core.metrics import evaluate_output_dir, format_report
+
+    scores = evaluate_output_dir(args.output_dir, args.truth, args.truth_endmembers, args.convention)
+    print(json.dumps(scores, indent=2) if args.json else format_report(scores))
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        return _run_unmix(args) if args.command == "unmix" else _run_evaluate(args)
+    except Exception as exc:
+        from .core.service import describe_failure
+        if isinstance(exc, Cancelled):
+            print("\ndffn: cancelled; no outputs were written", file=sys.stderr)
+            return EXIT_CANCELLED
+        failure = describe_failure(exc)
+        if failure.kind == "fault" and not isinstance(exc, MemoryError):
+            if os.environ.get("DFFN_DEBUG"):
+                raise
+            print(f"dffn: internal error: {failure.message} (set DFFN_DEBUG=1 for the traceback)",
+                  file=sys.stderr)
+            return EXIT_FAULT
+        print(f"dffn: error: {failure.message}", file=sys.stderr)
+        return EXIT_INPUT if failure.kind == "input" else EXIT_FAULT
