@@ -23,10 +23,10 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from dffn_qgis.core import synthetic
-from dffn_qgis.core.mat_io import read_mat_scene, read_mat_truth
-from dffn_qgis.core.scene import Scene
-from dffn_qgis.core.spectral_library import SpectralLibrary, read_earthlib, resample
+from dffn_qgis.core.eval import synthetic
+from dffn_qgis.core.io.mat_io import read_mat_scene, read_mat_truth
+from dffn_qgis.core.io.scene import Scene
+from dffn_qgis.core.io.spectral_library import SpectralLibrary, read_earthlib, resample
 
 from .sensors import SENSORS
 
@@ -240,7 +240,7 @@ def available(name: str) -> Optional[str]:
     if name in REAL:
         path = SHARED / REAL[name][0]
         return None if path.exists() else f"{path} is missing"
-    from dffn_qgis.core.spectral_library import earthlib_folder
+    from dffn_qgis.core.io.spectral_library import earthlib_folder
     if not _cache_path(SCENES[name]).exists() and earthlib_folder() is None:
         return "the earthlib package is not installed (make setup)"
     return None

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from .core.config import DEFAULT_PRESET, PRESETS, params_for
+from .core.run.config import DEFAULT_PRESET, PRESETS, params_for
 from .core.errors import Cancelled, InputError
-from .core.parameters import SCHEMA, Parameter
+from .core.run.parameters import SCHEMA, Parameter
 
 EXIT_FAULT, EXIT_INPUT, EXIT_CANCELLED = 1, 2, 130
 
@@ -145,9 +145,9 @@ def _add_option(group, parameter: Parameter) -> None:
 
 
 def _run_unmix(args) -> int:
-    from .core import service
-    from .core.outputs import plan_outputs
-    from .core.progress import Monitor
+    from .core.run import service
+    from .core.io.outputs import plan_outputs
+    from .core.run.progress import Monitor
 
     params = params_for(args.preset, **{p.name: getattr(args, p.name) for p in SCHEMA})
     request = service.RunRequest.make(args.input, params, plan_outputs(args.output_dir, args.prefix or
@@ -175,7 +175,7 @@ def _run_unmix(args) -> int:
 
 
 def _run_evaluate(args) -> int:
-    from .core.metrics import evaluate_output_dir, format_report
+    from .core.eval.metrics import evaluate_output_dir, format_report
 
     scores = evaluate_output_dir(args.output_dir, args.truth, args.truth_endmembers, args.convention)
     print(json.dumps(scores, indent=2) if args.json else format_report(scores))
@@ -188,7 +188,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return _run_unmix(args) if args.command == "unmix" else _run_evaluate(args)
     except Exception as exc:
-        from .core.service import describe_failure
+        from .core.run.service import describe_failure
         if isinstance(exc, Cancelled):
             print("\ndffn: cancelled; no outputs were written", file=sys.stderr)
             return EXIT_CANCELLED

@@ -18,11 +18,11 @@ import numpy as np  # noqa: E402
 
 from bench_scenes import RUNS, method_key  # noqa: E402
 from benchmarks import scenes  # noqa: E402
-from dffn_qgis.core.abundance_lsq import fcls, nnls  # noqa: E402
-from dffn_qgis.core.brightness import fit_brightness  # noqa: E402
-from dffn_qgis.core.config import DEFAULT_PRESET  # noqa: E402
-from dffn_qgis.core.metrics import evaluate, normalise_endmembers  # noqa: E402
-from dffn_qgis.core.result import sum_to_one  # noqa: E402
+from dffn_qgis.core.method.abundance_lsq import fcls, nnls  # noqa: E402
+from dffn_qgis.core.method.brightness import fit_brightness  # noqa: E402
+from dffn_qgis.core.run.config import DEFAULT_PRESET  # noqa: E402
+from dffn_qgis.core.eval.metrics import evaluate, normalise_endmembers  # noqa: E402
+from dffn_qgis.core.run.result import sum_to_one  # noqa: E402
 
 
 def main():

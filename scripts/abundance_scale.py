@@ -15,10 +15,10 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from dffn_qgis.core import synthetic  # noqa: E402
-from dffn_qgis.core.abundance_lsq import fcls, nnls  # noqa: E402
-from dffn_qgis.core.metrics import evaluate  # noqa: E402
-from dffn_qgis.core.result import sum_to_one  # noqa: E402
+from dffn_qgis.core.eval import synthetic  # noqa: E402
+from dffn_qgis.core.method.abundance_lsq import fcls, nnls  # noqa: E402
+from dffn_qgis.core.eval.metrics import evaluate  # noqa: E402
+from dffn_qgis.core.run.result import sum_to_one  # noqa: E402
 
 SAMSON = ROOT.parent / "shared" / "data" / "samson" / "Samson.mat"
 
@@ -50,7 +50,7 @@ def main():
     if not SAMSON.exists():
         print(f"Samson: skipped, {SAMSON} not present")
         return
-    from dffn_qgis.core.mat_io import read_mat_scene, read_mat_truth
+    from dffn_qgis.core.io.mat_io import read_mat_scene, read_mat_truth
     scene = read_mat_scene(str(SAMSON))
     A_true, M = read_mat_truth(str(SAMSON))
     Y = scene.data.reshape(scene.n_bands, -1).astype(np.float64)

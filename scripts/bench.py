@@ -137,7 +137,7 @@ def main():
 
     if not args.no_synthetic:
         doc += ["## Synthetic scenes: the fast preset against VCA + FCLS", "",
-                "Scenes from `dffn_qgis.core.synthetic` (analytic material spectra over 400-2500 nm, "
+                "Scenes from `dffn_qgis.core.eval.synthetic` (analytic material spectra over 400-2500 nm, "
                 "smooth random abundance fields, Gaussian noise at the given SNR). Median over the seeds.",
                 "", "| scene | size | bands | endmembers | pure pixels | SNR dB | method | median time (s) | "
                 "median mean SAD rad (deg) | median mean RMSE | worst mean SAD rad |",

@@ -13,8 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from dffn_qgis.core.device import cpu_has_native_bf16  # noqa: E402
-from dffn_qgis.core.model import DFFN, dffn_loss  # noqa: E402
+from dffn_qgis.core.run.device import cpu_has_native_bf16  # noqa: E402
+from dffn_qgis.core.method.model import DFFN, dffn_loss  # noqa: E402
 
 
 def time_epochs(mode: str, repeats: int) -> float:

@@ -15,13 +15,13 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from dffn_qgis.core import synthetic  # noqa: E402
-from dffn_qgis.core.baseline import vca_fcls  # noqa: E402
-from dffn_qgis.core.config import params_for  # noqa: E402
-from dffn_qgis.core.mat_io import read_mat_scene, read_mat_truth  # noqa: E402
-from dffn_qgis.core.metrics import evaluate  # noqa: E402
-from dffn_qgis.core.pipeline import unmix_scene  # noqa: E402
-from dffn_qgis.core.scene import Scene  # noqa: E402
+from dffn_qgis.core.eval import synthetic  # noqa: E402
+from dffn_qgis.core.eval.baseline import vca_fcls  # noqa: E402
+from dffn_qgis.core.run.config import params_for  # noqa: E402
+from dffn_qgis.core.io.mat_io import read_mat_scene, read_mat_truth  # noqa: E402
+from dffn_qgis.core.eval.metrics import evaluate  # noqa: E402
+from dffn_qgis.core.run.pipeline import unmix_scene  # noqa: E402
+from dffn_qgis.core.io.scene import Scene  # noqa: E402
 
 SAMSON = ROOT.parent / "shared" / "data" / "samson" / "Samson.mat"
 

@@ -20,10 +20,10 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from benchmarks import scenes  # noqa: E402
-from dffn_qgis.core.baseline import nfindr_fcls, vca_fcls  # noqa: E402
-from dffn_qgis.core.config import params_for  # noqa: E402
-from dffn_qgis.core.metrics import evaluate, max_normalised_nnls  # noqa: E402
-from dffn_qgis.core.pipeline import unmix_scene  # noqa: E402
+from dffn_qgis.core.eval.baseline import nfindr_fcls, vca_fcls  # noqa: E402
+from dffn_qgis.core.run.config import params_for  # noqa: E402
+from dffn_qgis.core.eval.metrics import evaluate, max_normalised_nnls  # noqa: E402
+from dffn_qgis.core.run.pipeline import unmix_scene  # noqa: E402
 
 
 def scores(E, A_valid, bench, Y) -> dict:

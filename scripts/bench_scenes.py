@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench import _cores, _cpu_name, _torch_version, publish  # noqa: E402
 from benchmarks import scenes  # noqa: E402
-from dffn_qgis.core.config import DEFAULT_PRESET, params_for  # noqa: E402
+from dffn_qgis.core.run.config import DEFAULT_PRESET, params_for  # noqa: E402
 
 RUNS = ROOT / ".bench" / "scenes-runs"
 START, END = "<!-- bench-scenes:start (written by make bench-scenes) -->", "<!-- bench-scenes:end -->"

@@ -45,7 +45,7 @@ def prepare(inputs: Path) -> None:
 
 
 def load_samson(inputs: Path):
-    from dffn_qgis.core.mat_io import read_mat_scene, read_mat_truth
+    from dffn_qgis.core.io.mat_io import read_mat_scene, read_mat_truth
     path = SAMSON if SAMSON.exists() else inputs / "Samson.mat"
     if not path.exists():
         return None
@@ -54,7 +54,7 @@ def load_samson(inputs: Path):
 
 
 def load_dev(inputs: Path):
-    from dffn_qgis.core.scene import Scene
+    from dffn_qgis.core.io.scene import Scene
     path = inputs / f"{DEV_SCENE}.npz"
     if not path.exists():
         try:
@@ -68,18 +68,18 @@ def load_dev(inputs: Path):
 
 
 def load_large(size: int, bands: int):
-    from dffn_qgis.core import synthetic
-    from dffn_qgis.core.scene import Scene
+    from dffn_qgis.core.eval import synthetic
+    from dffn_qgis.core.io.scene import Scene
     s = synthetic.make_scene(size, size, bands, 4, seed=1, snr_db=30, pure_pixels=True)
     cube = s.cube / s.cube.max()
     return Scene(data=cube, valid=np.ones(cube.shape[1:], bool), source="large"), s.abundances, s.endmembers
 
 
 def one_run(name, scene, A_true, M_true, device, overrides, log):
-    from dffn_qgis.core.config import params_for
-    from dffn_qgis.core.metrics import evaluate
-    from dffn_qgis.core.pipeline import unmix_scene
-    from dffn_qgis.core.progress import Monitor
+    from dffn_qgis.core.run.config import params_for
+    from dffn_qgis.core.eval.metrics import evaluate
+    from dffn_qgis.core.run.pipeline import unmix_scene
+    from dffn_qgis.core.run.progress import Monitor
     P = A_true.shape[0]
     params = params_for(n_endmembers=P, seed=1, device=device, **overrides)
     if device == "cuda":
@@ -106,7 +106,7 @@ def one_run(name, scene, A_true, M_true, device, overrides, log):
 
 def difference(a, b) -> dict:
     """Largest differences between two results of the same seed (endmembers max-normalised)."""
-    from dffn_qgis.core.metrics import normalise_endmembers
+    from dffn_qgis.core.eval.metrics import normalise_endmembers
     E = np.abs(normalise_endmembers(a.endmembers) - normalise_endmembers(b.endmembers)).max()
     A = np.nanmax(np.abs(a.abundances - b.abundances))
     return {"max_abs_endmember_diff": float(E), "max_abs_abundance_diff": float(A),

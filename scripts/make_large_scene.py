@@ -8,7 +8,7 @@ the height: 1000 x 1000 x 224 took 14.5 s and 0.5 GB peak (resident) on a 2-core
     python scripts/make_large_scene.py OUT.tif --size 1000 --bands 224 --endmembers 4 --seed 1
     python scripts/make_large_scene.py OUT.tif --size 1000 --bands 224 --tile-vrt 4
 
-Outputs, beside OUT.tif (the same truth layout as ``python -m dffn_qgis.core.synthetic``):
+Outputs, beside OUT.tif (the same truth layout as ``python -m dffn_qgis.core.eval.synthetic``):
 
 * ``OUT.tif``: float32 reflectance, tiled 256 x 256, INTERLEAVE=BAND, uncompressed by default,
   UTM 33N with 30 m pixels, nodata -9999 in a corner rectangle and an irregular blob, band
@@ -66,7 +66,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dffn_qgis.core import synthetic as syn  # noqa: E402
+from dffn_qgis.core.eval import synthetic as syn  # noqa: E402
 from dffn_qgis.core.errors import InputError  # noqa: E402
 
 TILE = 256                      # GeoTIFF block size (rows and columns)

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from benchmarks import scenes, sensors
-from dffn_qgis.core.metrics import sad_matrix
-from dffn_qgis.core.spectral_library import earthlib_folder
+from dffn_qgis.core.eval.metrics import sad_matrix
+from dffn_qgis.core.io.spectral_library import earthlib_folder
 
 
 @pytest.mark.parametrize("name,count", [("enmap", 224), ("emit", 285), ("aviris-ng", 425), ("broad56", 56)])
@@ -28,7 +28,7 @@ def test_at_least_twelve_scenes_of_every_kind():
 def test_a_generated_scene_follows_its_spec():
     spec = scenes.SceneSpec("T", "broad56", ("vegetation", "soil", "water", "asphalt"), (40, 30), 30, False,
                             max_fraction=0.7, illumination=0.2, nodata=True, seed=5)
-    from dffn_qgis.core.spectral_library import read_earthlib
+    from dffn_qgis.core.io.spectral_library import read_earthlib
     lib = read_earthlib()
     bench = scenes.generate(spec, lib)
     again = scenes.generate(spec, lib)

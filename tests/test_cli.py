@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dffn_qgis.core import synthetic
+from dffn_qgis.core.eval import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,10 +18,10 @@ RUN = r"""
 import hashlib, sys
 import numpy as np
 sys.path.insert(0, {root!r})
-from dffn_qgis.core import synthetic
-from dffn_qgis.core.config import params_for
-from dffn_qgis.core.pipeline import unmix_scene
-from dffn_qgis.core.scene import Scene
+from dffn_qgis.core.eval import synthetic
+from dffn_qgis.core.run.config import params_for
+from dffn_qgis.core.run.pipeline import unmix_scene
+from dffn_qgis.core.io.scene import Scene
 s = synthetic.make_scene(105, 105, 224, 6, seed=0, snr_db=30, pure_pixels=False)
 scene = Scene(data=s.cube / s.cube.max(), valid=np.ones((105, 105), bool))
 r = unmix_scene(scene, params_for(n_endmembers=6, seed=1, device="cpu", epochs=60, patience=0, restarts=0))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 
-from dffn_qgis.core import synthetic
+from dffn_qgis.core.eval import synthetic
 from dffn_qgis.cli import main as dffn_main
 
 ROOT = Path(__file__).resolve().parents[1]

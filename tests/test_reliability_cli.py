@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from dffn_qgis import cli
-from dffn_qgis.core import outputs, pipeline
+from dffn_qgis.core.io import outputs
+from dffn_qgis.core.run import pipeline
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reliability_cases as cases  # noqa: E402
@@ -267,7 +268,7 @@ def test_process_truncated_file_and_bad_argument(tmp_path):
 
 
 def test_process_internal_fault_hides_the_traceback_unless_asked(tmp_path):
-    code = ("import sys; from dffn_qgis import cli; from dffn_qgis.core import pipeline\n"
+    code = ("import sys; from dffn_qgis import cli; from dffn_qgis.core.run import pipeline\n"
             "def boom(*a, **k): raise KeyError('oops')\n"
             "pipeline.train_with_cpu_fallback = boom\n"
             "sys.exit(cli.main(sys.argv[1:]))\n")

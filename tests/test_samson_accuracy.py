@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dffn_qgis.core.config import params_for
-from dffn_qgis.core.mat_io import read_mat_scene, read_mat_truth
-from dffn_qgis.core.metrics import evaluate, max_normalised_nnls
-from dffn_qgis.core.pipeline import unmix_scene
+from dffn_qgis.core.run.config import params_for
+from dffn_qgis.core.io.mat_io import read_mat_scene, read_mat_truth
+from dffn_qgis.core.eval.metrics import evaluate, max_normalised_nnls
+from dffn_qgis.core.run.pipeline import unmix_scene
 
 SAMSON = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "samson" / "Samson.mat"
 

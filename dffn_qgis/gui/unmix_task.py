@@ -78,7 +78,7 @@ class UnmixTask(QgsTask):
         self.cancelled = False
         self.last_progress = 0.0
         os.makedirs(self.output_dir, exist_ok=True)
-        from ..core.outputs import plan_outputs
+        from ..core.io.outputs import plan_outputs
         prefix = re.sub(r"[^\w.-]+", "_", layer.name()).strip("._") or "dffn"
         plan = plan_outputs(self.output_dir, prefix)       # the command line's names
         self.parameters = {

@@ -29,8 +29,8 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 
 from ..core import deps
-from ..core.config import DEFAULT_PRESET, PRESETS
-from ..core.parameters import BY_NAME, SCHEMA, advanced
+from ..core.run.config import DEFAULT_PRESET, PRESETS
+from ..core.run.parameters import BY_NAME, SCHEMA, advanced
 
 PRESET_NAMES = sorted(PRESETS)
 UNSET_OPTION = "preset value"
@@ -285,7 +285,7 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
         if self.parameterAsRasterLayer(parameters, self.INPUT, context) is not None:
             return None
         from ..core.errors import InputError
-        from ..core.raster_io import open_raster
+        from ..core.io.raster_io import open_raster
         try:
             ds = open_raster(value)
         except InputError as exc:
@@ -295,7 +295,7 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
 
     def params_from(self, parameters, context):
         """The run's :class:`DFFNParams`: the preset with every set parameter applied."""
-        from ..core.config import params_for
+        from ..core.run.config import params_for
         from ..core.errors import InputError
 
         preset = PRESET_NAMES[self.parameterAsEnum(parameters, self.PRESET, context)]
@@ -344,9 +344,9 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(problems)
 
         import torch
-        from ..core import service
-        from ..core.outputs import plan_from_destinations
-        from ..core.progress import Monitor
+        from ..core.run import service
+        from ..core.io.outputs import plan_from_destinations
+        from ..core.run.progress import Monitor
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
@@ -408,10 +408,10 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
 
 
 def _failure_message(exc):
-    """The one line of :func:`dffn_qgis.core.service.describe_failure`; a fault's traceback goes
+    """The one line of :func:`dffn_qgis.core.run.service.describe_failure`; a fault's traceback goes
     to the Log Messages panel (DFFN tab), not in front of the user."""
     from qgis.core import Qgis, QgsMessageLog
-    from ..core.service import describe_failure, traceback_text
+    from ..core.run.service import describe_failure, traceback_text
 
     failure = describe_failure(exc)
     if failure.kind != "fault" or isinstance(exc, MemoryError):

@@ -86,7 +86,7 @@ def test_install_from_zip_with_qgis_plugin_installer(plugin_zip, tmp_path):
 
 @pytest.fixture(scope="module")
 def desktop_run(plugin_zip, tmp_path_factory):
-    from dffn_qgis.core.synthetic import make_scene, write_geotiff
+    from dffn_qgis.core.eval.synthetic import make_scene, write_geotiff
 
     root = tmp_path_factory.mktemp("desktop")
     out = _fresh_out("e2e_desktop")

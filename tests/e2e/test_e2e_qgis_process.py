@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.qgis, pytest.mark.e2e,
 
 
 def _advanced_names():
-    from dffn_qgis.core.parameters import advanced
+    from dffn_qgis.core.run.parameters import advanced
     return [parameter.qgis_name for parameter in advanced()]
 
 
@@ -68,7 +68,7 @@ def test_help_documents_every_parameter(qgis_home):
 
 
 def _scene(folder):
-    from dffn_qgis.core.synthetic import make_scene, write_geotiff
+    from dffn_qgis.core.eval.synthetic import make_scene, write_geotiff
 
     path = str(folder / "scene.tif")
     write_geotiff(make_scene(16, 16, 24, 3, seed=2), path)

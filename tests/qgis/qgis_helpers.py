@@ -22,7 +22,7 @@ FAST = {
 
 
 def write_scene(path, seed=0, height=HEIGHT, width=WIDTH, bands=BANDS, endmembers=ENDMEMBERS):
-    from dffn_qgis.core.synthetic import make_scene, write_geotiff
+    from dffn_qgis.core.eval.synthetic import make_scene, write_geotiff
 
     scene = make_scene(height, width, bands, endmembers, seed=seed)
     write_geotiff(scene, str(path))

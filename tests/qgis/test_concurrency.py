@@ -12,7 +12,7 @@
   waits; a run on the main thread (batch, modeler, console) keeps QGIS's events going while it waits.
 
 The stage a run is in is read from what the algorithm reports to its feedback (progress texts and
-log lines, from ``core/ffm.py``, ``core/train.py`` and ``core/outputs.py``). Times are measured on
+log lines, from ``core/method/ffm.py``, ``core/method/train.py`` and ``core/io/outputs.py``). Times are measured on
 the main thread from the ``cancel()`` call to the task's ``executed`` signal, the moment QGIS learns
 that the run is over; the time to the worker's own error report is kept too.
 """
@@ -344,7 +344,7 @@ def race_window(request, monkeypatch):
     whatever it does at that moment (seeding, building its network, restoring torch's random
     state) in between, as two runs could by chance in QGIS."""
     if request.param == "wide":
-        from dffn_qgis.core import train as train_module
+        from dffn_qgis.core.method import train as train_module
 
         original = train_module._seed_everything
 

@@ -262,7 +262,7 @@ def test_cancel_raises_and_writes_nothing(dffn_provider, scene_tif, tmp_path):
 
 
 def test_input_error_becomes_processing_exception(dffn_provider, scene_tif, tmp_path, monkeypatch):
-    from dffn_qgis.core import pipeline
+    from dffn_qgis.core.run import pipeline
     from dffn_qgis.core.errors import InputError
 
     def bad(*args, **kwargs):
@@ -386,7 +386,7 @@ def test_processing_and_the_command_line_write_the_same_files(dffn_provider, sce
     assert main(["unmix", scene_tif, "-p", str(ENDMEMBERS), "-o", str(cli_dir), "--prefix", "scene",
                  "--device", "cpu", "--seed", "1", "--epochs", "3", "--starts", "1", "--start-epochs", "0",
                  "--patience", "0", "--precision", "float32", "--threads", "1", "-q"]) == 0
-    from dffn_qgis.core.outputs import plan_outputs
+    from dffn_qgis.core.io.outputs import plan_outputs
     plan = plan_outputs(qgis_dir, "scene")
     processing.run("dffn:unmix", dict(FAST, INPUT=scene_tif, OUTPUT=plan.stack, ABUNDANCE_FOLDER=plan.abundance_dir,
                                       ENDMEMBERS=plan.endmembers_csv, PLOT=plan.report_html, ERROR=plan.error))

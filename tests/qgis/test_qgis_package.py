@@ -41,7 +41,7 @@ def test_zip_layout(plugin_zip):
                      "dffn_qgis/LICENSE", "dffn_qgis/resources/icon.svg",
                      "dffn_qgis/processing_provider/provider.py",
                      "dffn_qgis/processing_provider/unmix_algorithm.py",
-                     "dffn_qgis/gui/plot_dock.py", "dffn_qgis/core/pipeline.py",
+                     "dffn_qgis/gui/plot_dock.py", "dffn_qgis/core/run/pipeline.py",
                      "dffn_qgis/core/deps.py"):
         assert required in names, required
     assert metadata == open(os.path.join(REPO, "metadata.txt"), encoding="utf-8").read()

@@ -117,7 +117,7 @@ def test_parameters_and_outputs(dffn_provider):
     advanced = {name for name, d in p.items() if d.flags() & QgsProcessingParameterDefinition.FlagAdvanced}
     assert {"EPOCHS", "LR", "W", "KERNEL", "A", "B", "C", "STARTS", "PRECISION"} <= advanced
     assert not advanced & {"INPUT", "N_ENDMEMBERS", "BANDS", "PRESET", "DEVICE", "SEED"}
-    from dffn_qgis.core.parameters import BY_NAME
+    from dffn_qgis.core.run.parameters import BY_NAME
     for name in advanced:
         if BY_NAME[name.lower()].kind is not str:
             assert p[name].defaultValue() is None
@@ -140,8 +140,8 @@ def test_parameters_and_outputs(dffn_provider):
 def test_every_parameter_of_the_schema_is_a_dialog_parameter_with_its_bounds(dffn_provider):
     from dataclasses import fields
 
-    from dffn_qgis.core.config import DFFNParams
-    from dffn_qgis.core.parameters import SCHEMA
+    from dffn_qgis.core.run.config import DFFNParams
+    from dffn_qgis.core.run.parameters import SCHEMA
 
     assert {f.name for f in fields(DFFNParams)} == {p.name for p in SCHEMA}
     alg = QgsApplication.processingRegistry().createAlgorithmById("dffn:unmix")
@@ -188,7 +188,7 @@ def _params(alg, extra=None):
 def test_unset_advanced_parameters_take_the_preset_value(dffn_provider):
     from dataclasses import replace
 
-    from dffn_qgis.core.config import PRESETS
+    from dffn_qgis.core.run.config import PRESETS
 
     alg = QgsApplication.processingRegistry().createAlgorithmById("dffn:unmix")
     preset, params = _params(alg)

@@ -139,7 +139,7 @@ def test_disk_full_leaves_nothing(dffn_provider, tmp_path):
 
 
 def test_existing_outputs_replaced_only_by_a_complete_result(dffn_provider, tmp_path, monkeypatch):
-    from dffn_qgis.core import outputs
+    from dffn_qgis.core.io import outputs
 
     path = cases.ok(tmp_path / "input.tif")
     out = tmp_path / "out"
@@ -192,7 +192,7 @@ def test_worker_thread_exception_reaches_the_log_and_the_next_run_works(dffn_pro
                                                                        monkeypatch):
     import torch
 
-    from dffn_qgis.core import pipeline
+    from dffn_qgis.core.run import pipeline
 
     path = cases.ok(tmp_path / "input.tif")
     ok, _, _ = _run_in_worker_thread(values(path, tmp_path / "first"))

@@ -1,0 +1,1 @@
+"""Scoring and comparing: metrics, classical baselines, synthetic scenes."""

@@ -1,0 +1,1 @@
+"""The DFFN method: network, feature fusion, training, least-squares abundances, brightness."""

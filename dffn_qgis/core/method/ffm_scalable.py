@@ -1,0 +1,221 @@
+"""The feature fusion module for images too large for the exact product (the scalable path).
+
+The enhanced spectrum of a pixel depends on the whole image only through a few global
+quantities; once they are known, any block of pixels can be enhanced on its own:
+
+* the spectral term ``S_B @ y`` needs the L x L band similarity, computed exactly from the
+  band Gram matrix of all valid pixels (one streaming pass), with the band distances scaled to
+  ``spectral_pixels`` (see :mod:`dffn_qgis.core.method.ffm`);
+* the spatial term ``(Y @ S_P)[:, j] = sum_i y_i exp(-||y_i - y_j||^2)`` is approximated with the
+  Nystroem method on ``m`` landmark pixels ``Z`` drawn at random from the valid pixels:
+  ``Y @ S_P ~ (Y @ K_nm) @ inv(K_mm + eps I) @ K_mn``. ``Y @ K_nm`` (L x m) is one streaming pass;
+  afterwards a pixel costs ``m`` kernel values. The error is measured during the run: the exact
+  term of ``CHECK_PIXELS`` random pixels is accumulated in the same pass and compared with the
+  approximation; while the relative error exceeds ``ffm_tolerance`` the landmarks are doubled
+  (nested, so only the new ones cost a pass), up to ``MAX_LANDMARK_FACTOR`` times the first try;
+* the three min-max normalisations take the minimum and maximum over all valid pixels (two
+  more passes), and invalid pixels get the mean enhanced spectrum, as in the exact path.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+
+from ..run.config import DFFNParams
+from .ffm import _sq_distances, spectral_kernel
+from ..run.progress import Monitor, as_monitor
+from ..io.raster_source import windows
+
+CHECK_PIXELS = 64
+CHUNK = 4096                 # pixels per kernel evaluation: bounds the n x m kernel block in memory
+MAX_LANDMARK_FACTOR = 8
+MAX_LANDMARKS = 8192
+_RIDGE = 1e-8                # added to K_mm's diagonal (which is 1) before the Cholesky solve
+
+
+def valid_blocks(source, device: torch.device, monitor: Monitor, label: str) -> Iterator[torch.Tensor]:
+    """The valid pixels of each window of ``source`` as L x n float32 tensors on ``device``."""
+    tiles = list(windows(source.height, source.width))
+    for k, (row0, col0, rows, cols) in enumerate(tiles):
+        monitor.check()
+        data, valid = source.read(row0, col0, rows, cols)
+        if valid.any():
+            yield torch.from_numpy(np.ascontiguousarray(data[:, valid])).to(device)
+        monitor.progress((k + 1) / len(tiles), f"{label} ({k + 1} of {len(tiles)} windows)")
+
+
+def _kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``exp(-||a_i - b_j||^2)`` for the rows of ``a`` and ``b``."""
+    return torch.exp_(-_sq_distances(a, b))
+
+
+@dataclass
+class ScalableFusion:
+    """What it takes to enhance any block of pixels (L x n) as the FFM does on the whole image."""
+
+    w: float
+    spectral: Optional[torch.Tensor]        # S_B (L x L) or None when w == 0
+    landmarks: Optional[torch.Tensor]       # Z (m x L) or None when w == 1
+    projection: Optional[torch.Tensor]      # (Y K_nm) inv(K_mm + eps I), L x m
+    spec_range: tuple = (0.0, 1.0)
+    spat_range: tuple = (0.0, 1.0)
+    fused_range: tuple = (0.0, 1.0)
+    fill: Optional[np.ndarray] = None       # mean enhanced spectrum (L,)
+    relative_error: float = 0.0             # measured error of the spatial term (check pixels)
+    n_landmarks: int = 0
+
+    # -- applying ------------------------------------------------------------------------------
+    def raw_terms(self, Yb: torch.Tensor):
+        spec = self.spectral @ Yb if self.spectral is not None else None
+        spat = None
+        if self.landmarks is not None:
+            spat = torch.cat([self.projection @ _kernel(self.landmarks, part.T) for part in _chunks(Yb)], dim=1)
+        return spec, spat
+
+    def _combined(self, Yb: torch.Tensor) -> torch.Tensor:
+        spec, spat = self.raw_terms(Yb)
+        out = torch.zeros_like(Yb)
+        if spec is not None:
+            out += self.w * _scaled(spec, self.spec_range)
+        if spat is not None:
+            out += (1.0 - self.w) * _scaled(spat, self.spat_range)
+        return out
+
+    def enhance(self, Yb: torch.Tensor) -> torch.Tensor:
+        """The enhanced spectra (L x n) of the pixels ``Yb`` (L x n, scaled input)."""
+        return _scaled(self._combined(Yb), self.fused_range)
+
+    def enhance_window(self, data: np.ndarray, valid: np.ndarray, device: torch.device) -> np.ndarray:
+        """An L x h x w window of the enhanced image; invalid pixels get the mean enhanced spectrum."""
+        image = np.empty(data.shape, dtype=np.float32)
+        image[:] = self.fill[:, None, None]
+        if valid.any():
+            Yb = torch.from_numpy(np.ascontiguousarray(data[:, valid])).to(device)
+            image[:, valid] = self.enhance(Yb).cpu().numpy()
+        return image
+
+    def to(self, device: torch.device) -> "ScalableFusion":
+        """Move the fitted tensors to ``device`` (in place)."""
+        for name in ("spectral", "landmarks", "projection"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.to(device))
+        return self
+
+    # -- fitting -------------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, source, params: DFFNParams, device: torch.device, n_valid: int,
+            monitor: Optional[Monitor] = None) -> "ScalableFusion":
+        monitor = as_monitor(monitor)
+        w = params.w
+        rng = np.random.default_rng(params.seed)
+        first = min(params.landmarks, n_valid)
+        most = min(n_valid, MAX_LANDMARKS, first * MAX_LANDMARK_FACTOR)
+        wanted = most + CHECK_PIXELS
+        keep = min(1.0, 1.5 * wanted / max(n_valid, 1))
+
+        # pass 1: band Gram matrix and a random sample of pixels (landmark and check candidates)
+        L = source.n_bands
+        gram = torch.zeros((L, L), dtype=torch.float64, device=device)
+        picks = []
+        for Yb in valid_blocks(source, device, monitor.sub(0.0, 0.25), "feature fusion: band similarity"):
+            gram += (Yb @ Yb.T).double()
+            chosen = np.flatnonzero(rng.random(Yb.shape[1]) < keep)
+            if chosen.size:
+                picks.append(Yb[:, torch.from_numpy(chosen).to(device)].T)
+        candidates = torch.cat(picks)[torch.from_numpy(rng.permutation(sum(len(p) for p in picks))).to(device)]
+        spectral = (spectral_kernel(gram, n_valid, params.spectral_pixels).float() if w > 0 else None)
+
+        fusion = cls(w=w, spectral=spectral, landmarks=None, projection=None)
+        if w < 1:
+            fusion._fit_spatial(source, candidates, first, most, params.ffm_tolerance, device,
+                                monitor.sub(0.25, 0.75))
+        fusion._fit_ranges(source, device, monitor.sub(0.75, 1.0))
+        return fusion
+
+    def _fit_spatial(self, source, candidates: torch.Tensor, first: int, most: int, tolerance: float,
+                     device: torch.device, monitor: Monitor) -> None:
+        n_check = min(CHECK_PIXELS, max(1, len(candidates) // 4))
+        check = candidates[-n_check:]
+        pool = candidates[:-n_check] if len(candidates) > n_check else candidates
+        most = min(most, len(pool))
+        m = min(first, most)
+        columns = torch.zeros((source.n_bands, 0), dtype=torch.float64, device=device)
+        exact_check = None
+        rounds = max(1, int(math.ceil(math.log2(max(most, 1) / max(m, 1)))) + 1)
+        for r in range(rounds):
+            new = pool[columns.shape[1]:m]
+            acc = torch.zeros((source.n_bands, len(new)), dtype=torch.float64, device=device)
+            acc_check = (torch.zeros((source.n_bands, n_check), dtype=torch.float64, device=device)
+                         if exact_check is None else None)
+            label = f"feature fusion: spatial similarity, {m} landmarks"
+            for Yb in valid_blocks(source, device, monitor.sub(r / rounds, (r + 1) / rounds), label):
+                for part in _chunks(Yb):
+                    acc += (part @ _kernel(part.T, new)).double()
+                    if acc_check is not None:
+                        acc_check += (part @ _kernel(part.T, check)).double()
+            if acc_check is not None:
+                exact_check = acc_check
+            columns = torch.cat([columns, acc], dim=1)
+            Z = pool[:m]
+            self.landmarks, self.n_landmarks = Z, m
+            self.projection = _solve_psd(columns, _kernel(Z.double(), Z.double())).float()
+            approx = self.projection.double() @ _kernel(Z.double(), check.double())
+            self.relative_error = float(torch.linalg.norm(approx - exact_check)
+                                        / torch.linalg.norm(exact_check).clamp_min(1e-30))
+            if self.relative_error <= tolerance or m >= most:
+                break
+            m = min(2 * m, most)
+
+    def _fit_ranges(self, source, device: torch.device, monitor: Monitor) -> None:
+        lo = {"spec": math.inf, "spat": math.inf}
+        hi = {"spec": -math.inf, "spat": -math.inf}
+        for Yb in valid_blocks(source, device, monitor.sub(0.0, 0.5), "feature fusion: normalising"):
+            for name, term in zip(("spec", "spat"), self.raw_terms(Yb)):
+                if term is not None:
+                    lo[name], hi[name] = min(lo[name], float(term.min())), max(hi[name], float(term.max()))
+        self.spec_range = (lo["spec"], hi["spec"])
+        self.spat_range = (lo["spat"], hi["spat"])
+        c_lo, c_hi, total, count = math.inf, -math.inf, None, 0
+        for Yb in valid_blocks(source, device, monitor.sub(0.5, 1.0), "feature fusion: normalising"):
+            comb = self._combined(Yb)
+            c_lo, c_hi = min(c_lo, float(comb.min())), max(c_hi, float(comb.max()))
+            part = comb.double().sum(dim=1)
+            total = part if total is None else total + part
+            count += comb.shape[1]
+        self.fused_range = (c_lo, c_hi)
+        mean = (total / count).float()
+        self.fill = _scaled(mean[:, None], self.fused_range)[:, 0].cpu().numpy()
+
+
+def _chunks(Yb: torch.Tensor):
+    """Column slices of at most :data:`CHUNK` pixels."""
+    for start in range(0, Yb.shape[1], CHUNK):
+        yield Yb[:, start:start + CHUNK]
+
+
+def _scaled(x: torch.Tensor, value_range: tuple) -> torch.Tensor:
+    """``(x - lo) / (hi - lo)``, 0 where the range is empty (as :func:`dffn_qgis.core.method.ffm.minmax`)."""
+    lo, hi = value_range
+    if not hi > lo:
+        return torch.zeros_like(x)
+    return (x - lo) / (hi - lo)
+
+
+def _solve_psd(C: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """``C @ inv(K + eps I)`` for a kernel matrix ``K`` (float64), by Cholesky with a small ridge.
+
+    (A Cholesky solve takes a fraction of a second where an eigendecomposition of the same
+    matrix took tens of seconds on a busy 2-core machine.)
+    """
+    eye = torch.eye(K.shape[0], dtype=K.dtype, device=K.device)
+    ridge = _RIDGE
+    while True:
+        factor, info = torch.linalg.cholesky_ex(K + ridge * eye)
+        if int(info) == 0:
+            return torch.cholesky_solve(C.T, factor).T
+        ridge *= 100.0

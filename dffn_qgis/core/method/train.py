@@ -1,0 +1,218 @@
+"""Training DFFN on one image, optionally from several short starts (the lowest-loss one trained on).
+
+With ``starts=1`` and ``patience=0`` this is the reference procedure: Adam + StepLR for a fixed
+number of epochs, the state of the lowest-loss epoch kept (in memory) and evaluated in eval mode.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from ..run.config import DFFNParams
+from ..run.device import resolve_device, resolve_precision
+from .model import DFFN, dffn_loss
+from ..run.progress import Monitor, as_monitor
+
+
+@dataclass
+class TrainOutcome:
+    abundances: np.ndarray          # P x N_valid, float32
+    endmembers: np.ndarray          # L x P, float32
+    loss: float                     # lowest training loss (the kept state's)
+    history: List[float]            # loss per epoch of the kept start
+    epochs_run: int                 # epochs over all starts
+    start_losses: List[float] = field(default_factory=list)
+    chosen_start: int = 0
+    device: str = "cpu"
+    device_reason: str = ""
+    precision: str = "float32"
+    precision_reason: str = ""
+    stopped_early: bool = False
+    restarts: int = 0               # fresh starts after a run got stuck (docs/METHOD.md)
+    model: Optional[DFFN] = None    # the kept state, in eval mode (for tiled inference)
+
+
+class _Run:
+    """One start: a network, its optimiser and scheduler, and the best state seen so far."""
+
+    def __init__(self, params: DFFNParams, n_bands: int, n_pixels: int, device: torch.device):
+        self.model = DFFN(n_bands, params.n_endmembers, n_pixels, params.kernel, params.padding).to(device)
+        m = self.model
+        groups = [{"params": [*m.aem.parameters(), *m.decoder.parameters()]},
+                  {"params": m.eem.parameters(), "lr": params.eem_lr or params.lr}]
+        self.optimizer = torch.optim.Adam(groups, lr=params.lr, weight_decay=params.weight_decay)
+        if params.schedule == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, params.epochs)
+        else:
+            self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, params.lr_step, params.lr_gamma)
+        self.best_loss = math.inf
+        self.best_state = None
+        self.best_epoch = -1
+        self.history: List[float] = []
+        self.stopped = False        # by the patience rule
+
+    def epoch(self, x, Y, valid, params: DFFNParams, autocast_dtype) -> float:
+        self.model.train()
+        use_autocast = autocast_dtype != torch.float32
+        with torch.autocast(x.device.type, dtype=autocast_dtype, enabled=use_autocast):
+            A, Y1, _, Y2 = self.model(x, valid)
+        loss = dffn_loss(Y, A, Y1, Y2, params.a, params.b, params.c)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError("training loss is not finite")
+        if value < self.best_loss:
+            # the state that produced this loss, before the step changes it
+            self.best_loss, self.best_epoch = value, len(self.history)
+            self.best_state = copy.deepcopy(self.model.state_dict())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.history.append(value)
+        return value
+
+    def stalled(self, params: DFFNParams) -> bool:
+        """The lowest loss has not improved by ``min_delta`` (relative) in the last ``patience`` epochs."""
+        if params.patience <= 0 or len(self.history) <= params.patience:
+            return False
+        before = min(self.history[:-params.patience])
+        return self.best_loss >= before * (1.0 - params.min_delta)
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2 ** 32))
+
+
+def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], params: DFFNParams,
+          monitor: Optional[Monitor] = None) -> TrainOutcome:
+    """Train DFFN on ``image`` (the enhanced image, L x H x W, or B x L x h x w training windows)
+    against ``Y`` (L x n valid pixels).
+
+    ``valid_index`` holds the flat indices (image, row, column order) of the valid pixels, or None
+    when all are.
+    """
+    monitor = as_monitor(monitor)
+    params.validate()
+    device, device_reason = resolve_device(params.device)
+    autocast_dtype, precision_reason = resolve_precision(params.precision, device)
+    monitor.info(f"device {device} ({device_reason}); precision {str(autocast_dtype).replace('torch.', '')} "
+                 f"({precision_reason}); torch {torch.__version__}")
+
+    saved_threads = torch.get_num_threads()
+    if params.threads > 0:
+        torch.set_num_threads(params.threads)
+    try:
+        _seed_everything(params.seed)
+        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+        x = (x[None] if x.ndim == 3 else x).to(device)
+        Yt = torch.from_numpy(np.ascontiguousarray(Y, dtype=np.float32)).to(device)
+        valid = None if valid_index is None else torch.from_numpy(np.asarray(valid_index, dtype=np.int64)).to(device)
+        n_pixels = Yt.shape[1]
+
+        picking = params.starts > 1 and 0 < params.start_epochs < params.epochs
+        start_epochs = params.start_epochs if picking else params.epochs
+        planned = params.starts * start_epochs + (params.epochs - start_epochs) if picking else params.epochs
+        done = 0
+        t0 = time.perf_counter()
+
+        def step(run: _Run, label: str) -> None:
+            nonlocal done
+            monitor.check()
+            value = run.epoch(x, Yt, valid, params, autocast_dtype)
+            done += 1
+            monitor.progress(done / planned, f"{label}: epoch {len(run.history)}, loss {value:.5f}")
+
+        given_up: List[_Run] = []      # runs that got stuck, replaced by a fresh start
+
+        def finish(run: _Run) -> _Run:
+            """Train ``run`` to the end of the schedule or the patience stop. A run that stalls in
+            the first half of the schedule, while the learning rate is still high, got stuck
+            rather than converged (docs/METHOD.md): while restarts are left it is replaced by a
+            fresh start."""
+            nonlocal planned
+            while len(run.history) < params.epochs:
+                step(run, "training")
+                if not run.stalled(params):
+                    continue
+                if len(given_up) < params.restarts and len(run.history) <= params.epochs // 2:
+                    monitor.info(f"the loss stopped improving in the first half of the schedule (lowest "
+                                 f"{run.best_loss:.5f} at epoch {run.best_epoch + 1}): starting again from a new "
+                                 f"initialisation (restart {len(given_up) + 1} of at most {params.restarts})")
+                    run.optimizer = run.scheduler = None
+                    given_up.append(run)
+                    planned += params.epochs
+                    run = _Run(params, Yt.shape[0], n_pixels, device)
+                else:
+                    run.stopped = True
+                    break
+            return run
+
+        runs = []
+        for s in range(params.starts if picking else 1):
+            run = _Run(params, Yt.shape[0], n_pixels, device)
+            if picking:
+                for _ in range(start_epochs):
+                    step(run, f"start {s + 1}/{params.starts}")
+                monitor.info(f"start {s + 1}/{params.starts}: lowest loss {run.best_loss:.5f} "
+                             f"after {start_epochs} epochs")
+            runs.append(run)
+        start_losses = [r.best_loss for r in runs]
+        chosen = int(np.argmin(start_losses))
+        run = runs[chosen]
+        del runs
+        if picking:
+            monitor.info(f"training on with start {chosen + 1} (lowest loss)")
+        run = finish(run)
+        if given_up and min(r.best_loss for r in given_up) < run.best_loss:
+            run = min(given_up, key=lambda r: r.best_loss)
+            monitor.info(f"a run given up earlier reached the lowest loss ({run.best_loss:.5f}): keeping it")
+        if not picking:
+            start_losses = [run.best_loss]
+        stopped_early = run.stopped
+        if stopped_early:
+            monitor.info(f"stopped after {len(run.history)} epochs: the loss improved by less than "
+                         f"{params.min_delta:g} (relative) in the last {params.patience} epochs")
+        epochs_run = done
+        monitor.info(f"lowest loss {run.best_loss:.5f} at epoch {run.best_epoch + 1}; "
+                     f"{epochs_run} epochs in {time.perf_counter() - t0:.1f} s")
+
+        run.model.load_state_dict(run.best_state)
+        run.model.eval()
+        with torch.no_grad():
+            A, _, E, _ = run.model(x, valid)
+        monitor.progress(1.0, "training done")
+        return TrainOutcome(
+            abundances=A.float().cpu().numpy(), endmembers=E.float().cpu().numpy(),
+            loss=run.best_loss, history=run.history, epochs_run=epochs_run,
+            start_losses=start_losses, chosen_start=chosen, device=str(device), device_reason=device_reason,
+            precision=str(autocast_dtype).replace("torch.", ""), precision_reason=precision_reason,
+            stopped_early=stopped_early, restarts=len(given_up), model=run.model)
+    finally:
+        torch.set_num_threads(saved_threads)
+
+
+def train_with_cpu_fallback(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray],
+                            params: DFFNParams, monitor: Optional[Monitor] = None
+                            ) -> Tuple[TrainOutcome, DFFNParams]:
+    """:func:`train`; on a GPU that runs out of memory, say so and train on the CPU instead.
+
+    Returns the outcome and the parameters that produced it (``device="cpu"`` after a fallback).
+    """
+    monitor = as_monitor(monitor)
+    try:
+        return train(image, Y, valid_index, params, monitor), params
+    except torch.OutOfMemoryError:
+        device, _ = resolve_device(params.device)
+        if device.type == "cpu":
+            raise
+        torch.cuda.empty_cache()
+        monitor.info(f"out of memory on {device} while training: training on the CPU instead")
+        params = replace(params, device="cpu")
+        return train(image, Y, valid_index, params, monitor), params

@@ -1,0 +1,1 @@
+"""What a user reads: the endmember plot."""

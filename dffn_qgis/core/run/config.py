@@ -1,0 +1,112 @@
+"""Run parameters and the presets that fill them.
+
+``paper`` is the published setting (Tao et al. 2024, Samson). ``fast`` keeps the same network
+and loss with a schedule that converges in fewer epochs, stops once the loss no longer
+improves and refines the abundances on the learned endmembers; its numbers are chosen by
+measurement (docs/BENCHMARKS.md).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Optional
+
+from ..errors import InputError
+from .parameters import SCHEMA
+
+SAMSON_PIXELS = 95 * 95   # the paper's image size: the spectral kernel's reference pixel count
+
+
+@dataclass(frozen=True)
+class DFFNParams:
+    n_endmembers: int = 3
+    # training
+    epochs: int = 1500            # epochs of the final (kept) start
+    lr: float = 1e-3
+    weight_decay: float = 1e-6
+    lr_step: int = 245            # StepLR step size (epochs)
+    lr_gamma: float = 0.9
+    schedule: str = "step"        # "step" (StepLR, as published) or "cosine" (to zero at ``epochs``)
+    eem_lr: float = 0.0           # learning rate of the endmember module (0: same as ``lr``)
+    starts: int = 1               # short starts tried; the lowest-loss one is trained on
+    start_epochs: int = 0         # epochs each start gets before the pick (0: no pick)
+    patience: int = 0             # stop when the best loss has not improved for this many epochs (0: never)
+    restarts: int = 0             # fresh starts when the patience rule fires in the first half of the epochs
+    min_delta: float = 0.0        # relative improvement that counts for ``patience``
+    precision: str = "float32"    # "float32", "bfloat16" or "auto" (bfloat16 where the CPU has native bf16)
+    # network
+    kernel: int = 5               # the padding is kernel // 2, so that the image keeps its size
+    # fusion
+    w: float = 0.5
+    ffm_block: int = 2048         # pixels per block of the spatial similarity product
+    spectral_pixels: int = SAMSON_PIXELS   # band distances are scaled to this many pixels (0: raw sums)
+    # size: exact method on the whole image, or the scalable path (docs/METHOD.md, "Large images")
+    method: str = "auto"          # "auto" (exact up to ``exact_limit`` valid pixels), "exact" or "scalable"
+    exact_limit: int = 40_000     # valid pixels up to which "auto" runs the exact method
+    landmarks: int = 512          # Nystroem landmarks of the approximate spatial similarity (first try)
+    ffm_tolerance: float = 1e-3   # relative error of the approximate spatial term that is accepted
+    train_windows: int = 9        # windows the scalable path trains on (docs/BENCHMARKS.md: 9 x 32^2 beat 16 x 24^2)
+    window: int = 32              # their side (pixels)
+    tile: int = 256               # side of the tiles abundances are computed on (scalable path)
+    # output abundances: the abundance module's ("network", as published) or those that minimise the
+    # loss's reconstruction angle for the learned endmembers ("refined": non-negative least squares)
+    abundances: str = "network"
+    # loss weights
+    a: float = 1.0
+    b: float = 0.01
+    c: float = 0.001
+    # reproducibility and hardware
+    seed: int = 1
+    device: str = "auto"
+    threads: int = 0              # torch CPU threads (0: leave torch's default)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def padding(self) -> int:
+        """Convolution padding: derived, so that every layer keeps the image's size."""
+        return self.kernel // 2
+
+    def validate(self) -> "DFFNParams":
+        """Raise :class:`InputError` (one clear line) for any value the method cannot run with;
+        the rules are the schema's (:mod:`dffn_qgis.core.run.parameters`)."""
+        for parameter in SCHEMA:
+            problem = parameter.problem(getattr(self, parameter.name))
+            if problem:
+                raise InputError(problem)
+        return self
+
+
+PRESETS = {
+    # The reference implementation's Samson setting.
+    "paper": DFFNParams(),
+    # Same network and loss; a cosine learning-rate schedule that converges in a third of the
+    # paper's epochs, a stop once the loss no longer improves, and the abundances that minimise
+    # the loss's reconstruction angle for the learned endmembers (docs/METHOD.md, "Abundance
+    # refinement"); a fresh start when training gets stuck early. Chosen by measurement on Samson and
+    # synthetic scenes (docs/BENCHMARKS.md); several short starts and shorter schedules did not
+    # hold up there.
+    "fast": DFFNParams(epochs=600, lr=3e-3, schedule="cosine", patience=60, min_delta=1e-3, precision="auto",
+                       restarts=2, abundances="refined"),
+}
+
+DEFAULT_PRESET = "fast"
+
+
+def params_for(preset: str = DEFAULT_PRESET, **overrides) -> DFFNParams:
+    """The preset's parameters with ``overrides`` (``None`` values are ignored) applied and checked."""
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}; choose one of: {', '.join(sorted(PRESETS))}")
+    known = {f.name for f in fields(DFFNParams)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise InputError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return replace(PRESETS[preset], **clean).validate()
+
+
+def preset_of(params: DFFNParams) -> Optional[str]:
+    for name, preset in PRESETS.items():
+        if replace(preset, n_endmembers=params.n_endmembers, seed=params.seed, device=params.device) == params:
+            return name
+    return None

@@ -1,0 +1,193 @@
+"""A whole run: read the raster, fuse features, train, write the outputs."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from osgeo import gdal
+
+from ..method.abundance_lsq import REFINED_NOTE, nnls
+from ..method.brightness import BRIGHTNESS_NOTE, fit_brightness
+from .config import DFFNParams
+from .device import resolve_device
+from ..method.ffm import fuse
+from .memory import describe, plan_memory, refuse
+from ..method.model import spectral_angle
+from ..io.outputs import OutputPlan, write_outputs
+from .progress import Monitor, as_monitor
+from ..io.raster_io import open_raster, read_scene
+from ..io.raster_source import ArraySource, RasterSource
+from .result import UnmixResult, no_abundance_note, sum_to_one
+from .run_record import check_scene, raw_sum_stats, run_record  # noqa: F401  (check_scene: public)
+from .scalable import unmix_source
+from ..io.scene import Scene
+from ..method.train import train_with_cpu_fallback
+
+# Share of the progress bar each stage gets.
+_READ, _FFM, _TRAIN = 0.04, 0.10, 0.95
+
+
+@dataclass
+class RunSummary:
+    scene: Scene
+    result: UnmixResult
+    paths: dict
+
+    @property
+    def record(self) -> dict:
+        return self.result.record
+
+    @property
+    def endmember_names(self) -> List[str]:
+        return self.result.endmember_names
+
+
+def enhanced_image(scene: Scene, Y: np.ndarray, params: DFFNParams, device: torch.device,
+                   monitor: Monitor) -> np.ndarray:
+    """The FFM's output as an L x H x W image; invalid pixels get the mean enhanced spectrum."""
+    fused = fuse(torch.from_numpy(Y).to(device), params.w, params.ffm_block, monitor,
+                 params.spectral_pixels).cpu().numpy()
+    image = np.empty(scene.data.shape, dtype=np.float32)
+    image[:] = fused.mean(axis=1)[:, None, None]
+    image[:, scene.valid] = fused
+    return image
+
+
+def unmix_scene(scene: Scene, params: DFFNParams, monitor: Optional[Monitor] = None,
+                memory_plan: Optional[dict] = None) -> UnmixResult:
+    """Unmix an in-memory scene; abundances, endmembers, error map and the run record.
+
+    The exact method, unless ``params.method`` is ``scalable`` (or ``auto`` and the image is
+    larger than ``params.exact_limit`` pixels).
+    """
+    monitor = as_monitor(monitor)
+    params.validate()
+    if choose_method(scene.height * scene.width, params) == "scalable":
+        return unmix_source(ArraySource(scene), params, monitor, memory_plan=memory_plan)
+    check_scene(scene, params)
+    for note in scene.notes:
+        monitor.info(note)
+    valid = scene.valid
+    Y = np.ascontiguousarray(scene.data[:, valid], dtype=np.float32)            # L x n (row-major order)
+    all_valid = bool(valid.all())
+    monitor.info(f"{scene.height} x {scene.width} pixels ({scene.n_valid} valid), {scene.n_bands} bands, "
+                 f"{params.n_endmembers} endmembers")
+
+    t0 = time.perf_counter()
+    device, _ = resolve_device(params.device)
+    try:
+        image = enhanced_image(scene, Y, params, device, monitor.sub(0.0, _FFM))
+    except torch.OutOfMemoryError:
+        if device.type == "cpu":
+            raise
+        torch.cuda.empty_cache()
+        monitor.info(f"out of memory on {device} in the feature fusion: computing it on the CPU instead")
+        image = enhanced_image(scene, Y, params, torch.device("cpu"), monitor.sub(0.0, _FFM))
+    t_ffm = time.perf_counter() - t0
+    monitor.info(f"feature fusion (w={params.w:g}) took {t_ffm:.1f} s")
+
+    valid_index = None if all_valid else np.flatnonzero(valid.ravel())
+    outcome, params = train_with_cpu_fallback(image, Y, valid_index, params, monitor.sub(_FFM, 1.0))
+    t_train = time.perf_counter() - t0 - t_ffm
+
+    P = params.n_endmembers
+    E, factors = fit_brightness(Y, outcome.endmembers)                         # L x P, at the data's brightness
+    monitor.info(BRIGHTNESS_NOTE)
+    if params.abundances == "refined":
+        monitor.info(REFINED_NOTE)
+        raw_abundances = nnls(Y, E).astype(np.float32)
+    else:                                   # the network's, for the rescaled E: the same reconstruction
+        raw_abundances = outcome.abundances / factors[:, None].astype(np.float32)
+    A, raw_sum, n_empty = sum_to_one(raw_abundances)                           # P x n
+    if n_empty:
+        monitor.info(no_abundance_note(n_empty, P))
+    abundances = np.full((P,) + scene.valid.shape, np.nan, dtype=np.float32)
+    abundances[:, valid] = A
+    with torch.no_grad():
+        angle = spectral_angle(torch.from_numpy(Y), torch.from_numpy(E @ A)).numpy()
+    error = np.full(scene.valid.shape, np.nan, dtype=np.float32)
+    error[valid] = angle
+
+    record = run_record(scene, params, outcome, raw_sum_stats(raw_sum), float(np.mean(angle)),
+                        {"ffm_s": round(t_ffm, 3), "training_s": round(t_train, 3)}, method="exact",
+                        extra={"endmember_brightness_factors": [float(f) for f in factors],
+                               **({"memory_estimate": memory_plan} if memory_plan else {})})
+    return UnmixResult(abundances=abundances, endmembers=E.astype(np.float32), error=error,
+                       loss=outcome.loss, history=outcome.history, record=record)
+
+
+def choose_method(n_pixels: int, params: DFFNParams) -> str:
+    """``exact`` or ``scalable``: the user's choice, or by image size for ``auto``."""
+    if params.method != "auto":
+        return params.method
+    return "exact" if n_pixels <= params.exact_limit else "scalable"
+
+
+def _planned(method: str, n_bands: int, height: int, width: int, params: DFFNParams,
+             monitor: Monitor, cache_bytes: int = 0) -> Tuple[str, DFFNParams, dict]:
+    """Estimate memory; an automatic choice of the exact method that does not fit turns scalable."""
+    device, _ = resolve_device(params.device)
+    run_params, plan = plan_memory(method, n_bands, height, width, params, device, cache_bytes=cache_bytes)
+    if not plan["fits"] and method == "exact" and params.method == "auto":
+        monitor.info(describe(plan) + ": too much for the exact method, using the scalable path")
+        method = "scalable"
+        run_params, plan = plan_memory(method, n_bands, height, width, params, device, cache_bytes=cache_bytes)
+    monitor.info(describe(plan))
+    if not plan["fits"]:
+        refuse(plan)
+    if run_params.tile != params.tile:
+        monitor.info(f"tiles of {run_params.tile} pixels so that the run fits in memory")
+    return method, run_params, plan
+
+
+def unmix_file(input_path: str, plan: OutputPlan, params: DFFNParams, bands: Optional[Sequence[int]] = None,
+               monitor: Optional[Monitor] = None) -> RunSummary:
+    """Read ``input_path``, unmix it and write every output of ``plan`` (all or nothing).
+
+    Images up to ``params.exact_limit`` pixels (or with ``method="exact"``) are read whole and
+    unmixed exactly; larger ones (or ``method="scalable"``) are read window by window on the
+    scalable path (:mod:`dffn_qgis.core.run.scalable`).
+    """
+    monitor = as_monitor(monitor)
+    params.validate()
+    resolve_device(params.device)          # a wrong device fails before any work is done
+    t0 = time.perf_counter()
+    path = str(input_path)
+    band_list = list(bands) if bands else None
+    in_memory = path.lower().endswith(".mat")
+    cache_bytes = 0
+    if in_memory:
+        scene = read_scene(path, bands=band_list, monitor=monitor.sub(0.0, _READ))
+        n_bands, height, width = scene.shape
+    else:
+        ds = open_raster(path)
+        n_bands = len(band_list) if band_list else ds.RasterCount
+        height, width = ds.RasterYSize, ds.RasterXSize
+        item = gdal.GetDataTypeSize(ds.GetRasterBand(1).DataType) // 8
+        cache_bytes = min(int(gdal.GetCacheMax()), height * width * ds.RasterCount * item)
+        ds = None  # noqa: F841  (closes it)
+    method, run_params, memory_plan = _planned(choose_method(height * width, params), n_bands, height, width,
+                                               params, monitor, cache_bytes)
+    if method == "exact":
+        if not in_memory:
+            scene = read_scene(path, bands=band_list, monitor=monitor.sub(0.0, _READ))
+        t_read = time.perf_counter() - t0
+        result = unmix_scene(scene, run_params, monitor.sub(_READ, _TRAIN), memory_plan=memory_plan)
+    else:
+        source = (ArraySource(scene) if in_memory
+                  else RasterSource(path, bands=band_list, monitor=monitor.sub(0.0, _READ)))
+        scene = source.scene
+        t_read = time.perf_counter() - t0
+        result = unmix_source(source, run_params, monitor.sub(_READ, _TRAIN), memory_plan=memory_plan)
+    t1 = time.perf_counter()
+    result.record["timings"]["read_s"] = round(t_read, 3)
+    paths = write_outputs(plan, scene, result, monitor.sub(_TRAIN, 1.0))
+    result.record["timings"]["write_s"] = round(time.perf_counter() - t1, 3)
+    result.record["timings"]["total_s"] = round(time.perf_counter() - t0, 3)
+    monitor.progress(1.0, "done")
+    monitor.info(f"outputs written: {Path(plan.stack).parent}")
+    return RunSummary(scene=scene, result=result, paths=paths)

@@ -1,0 +1,134 @@
+"""The one way a front end runs DFFN: a request in, a summary out, a failure as one line.
+
+The command line (:mod:`dffn_qgis.cli`), the Processing algorithm and the "Unmix with DFFN..."
+task all build a :class:`RunRequest` and call :func:`run`; they differ only in how they show
+progress and messages. :func:`describe_failure` turns any exception into the one line the user
+reads and says whether the input, a cancel or the program was at fault.
+"""
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+from .config import DFFNParams
+from ..errors import Cancelled, InputError
+from ..io.outputs import OutputPlan
+from .progress import Monitor
+
+NOTHING_WRITTEN = "no output was written"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What a front end asks for: an input raster, the parameters and where each output goes."""
+
+    input_path: str
+    params: DFFNParams
+    outputs: OutputPlan
+    bands: Optional[Tuple[int, ...]] = None
+
+    @classmethod
+    def make(cls, input_path, params: DFFNParams, outputs: OutputPlan,
+             bands: Optional[Sequence[int]] = None) -> "RunRequest":
+        return cls(str(input_path), params, outputs, tuple(bands) if bands else None)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failed run as the user reads it; ``kind``: ``input``, ``cancelled`` or ``fault``."""
+
+    message: str
+    kind: str
+
+
+def check_band_count(path: str, bands: Optional[Sequence[int]], n_endmembers: int,
+                     band_count: Optional[int] = None) -> None:
+    """Refuse too many endmembers for the bands before the image is read (a cheap look).
+
+    ``band_count`` is the image's, when the caller knows it already (a QGIS layer).
+    """
+    from ..io.raster_io import open_raster, validate_band_list
+
+    if band_count is None:
+        if str(path).lower().endswith(".mat"):
+            return                                   # the reader and check_scene see to it
+        ds = open_raster(path)
+        band_count = ds.RasterCount
+        ds = None  # noqa: F841  (closes the file)
+    count, have = band_count, f"the image has {band_count}"
+    if bands:
+        count = len(validate_band_list(list(bands), band_count, path))
+        have = f"{count} were chosen"
+    if count < n_endmembers + 1:
+        raise InputError(f"{n_endmembers} endmembers need at least {n_endmembers + 1} bands; {have}")
+
+
+class RunContext:
+    """Global state a run changes, put back afterwards: torch's and numpy's random generators
+    (the engine seeds them) and torch's CPU thread count (set from ``params.threads``).
+
+    The Python of QGIS is shared with other plugins and with the next run.
+    """
+
+    def __init__(self, params: DFFNParams):
+        self.params = params
+
+    def __enter__(self) -> "RunContext":
+        import torch
+        self._torch = torch.random.get_rng_state()
+        self._numpy = np.random.get_state()
+        self._threads = torch.get_num_threads()
+        if self.params.threads > 0:
+            torch.set_num_threads(self.params.threads)
+        return self
+
+    def __exit__(self, *exc_info) -> bool:
+        import torch
+        torch.random.set_rng_state(self._torch)
+        np.random.set_state(self._numpy)
+        if torch.get_num_threads() != self._threads:
+            torch.set_num_threads(self._threads)
+        return False
+
+
+def run(request: RunRequest, monitor: Optional[Monitor] = None):
+    """Check the request, unmix and write every planned output (all or nothing); a
+    :class:`~dffn_qgis.core.run.pipeline.RunSummary`."""
+    from .pipeline import unmix_file
+
+    path = request.input_path
+    if not Path(path).exists() and "://" not in path and not path.startswith("/vsi"):
+        raise InputError(f"input file not found: {path}")
+    check_band_count(path, request.bands, request.params.n_endmembers)
+    with RunContext(request.params):
+        return unmix_file(path, request.outputs, request.params, bands=request.bands, monitor=monitor)
+
+
+def traceback_text(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def describe_failure(exc: BaseException) -> Failure:
+    """The one line a user reads for ``exc`` (a front end logs a fault's traceback where its
+    users look: :func:`traceback_text`)."""
+    if isinstance(exc, InputError):
+        return Failure(one_line(exc), "input")
+    if isinstance(exc, Cancelled):
+        return Failure(f"cancelled ({one_line(exc)}); {NOTHING_WRITTEN}", "cancelled")
+    if isinstance(exc, OSError):                 # full disk, folder gone, ... while writing
+        return Failure(f"{one_line(exc)}; {NOTHING_WRITTEN}", "input")
+    if isinstance(exc, FloatingPointError):      # the training loss became NaN or infinite
+        return Failure(f"{one_line(exc)}; try a lower learning rate (lr) or mask extreme values as "
+                       f"nodata; {NOTHING_WRITTEN}", "input")
+    if isinstance(exc, MemoryError):
+        return Failure(f"not enough memory; choose fewer bands or a smaller image; {NOTHING_WRITTEN}",
+                       "fault")
+    return Failure(f"{type(exc).__name__}: {one_line(exc)}; {NOTHING_WRITTEN}", "fault")

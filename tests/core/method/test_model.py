@@ -1,0 +1,60 @@
+"""The network's module shapes and the loss on tiny inputs."""
+import math
+
+import pytest
+import torch
+
+from dffn_qgis.core.method.model import DFFN, dffn_loss, spectral_angle
+
+
+def test_module_shapes():
+    torch.manual_seed(0)
+    L, P, H, W = 10, 3, 6, 7
+    net = DFFN(L, P, H * W)
+    A, Y1, E, Y2 = net(torch.rand(1, L, H, W))
+    assert A.shape == (P, H * W) and Y1.shape == (L, H * W)
+    assert E.shape == (L, P) and Y2.shape == (L, H * W)
+    assert float(A.min()) >= 0.0                      # ReLU output
+    assert 0.0 < float(E.min()) and float(E.max()) < 1.0  # sigmoid output
+    torch.testing.assert_close(Y2, E @ A)
+
+
+def test_valid_pixels_feed_the_endmember_module():
+    L, P, H, W = 8, 2, 5, 5
+    valid = torch.tensor([0, 3, 4, 10, 24])
+    net = DFFN(L, P, len(valid))
+    A, Y1, E, Y2 = net(torch.rand(1, L, H, W), valid)
+    assert A.shape == (P, 5) and Y2.shape == (L, 5)
+    assert net.eem[0].in_features == 5
+
+
+def test_layer_sizes_follow_the_method():
+    net = DFFN(156, 3, 9025, kernel=5, padding=2)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [
+        (156, 128, (5, 5)), (128, 64, (5, 5)), (64, 3, (5, 5)), (3, 156, (5, 5))]
+    linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(9025, 100), (100, 30), (30, 3)]
+
+
+def test_spectral_angle_values_and_finite_gradient_at_zero_angle():
+    x = torch.tensor([[1.0, 1.0], [0.0, 1.0]])
+    z = torch.tensor([[2.0, 0.0], [0.0, 1.0]], requires_grad=True)
+    angle = spectral_angle(x, z)
+    assert float(angle[0]) == pytest.approx(0.0, abs=1e-3)
+    assert float(angle[1]) == pytest.approx(math.pi / 4, rel=1e-6)
+    angle.sum().backward()
+    assert torch.isfinite(z.grad).all()
+
+
+def test_loss_terms():
+    L, P, N = 4, 2, 6
+    Y = torch.rand(L, N) + 0.1
+    A = torch.full((P, N), 0.5)                        # sums to one: no ASC penalty
+    # perfect reconstruction, Yhat1 == Yhat2: only the (tiny) clamped angle remains
+    assert float(dffn_loss(Y, A, Y, Y)) < 2e-3
+    A_bad = torch.full((P, N), 1.0)                    # sums to two: ASC = 1
+    assert float(dffn_loss(Y, A_bad, Y, Y, a=0, b=1, c=0)) == pytest.approx(1.0)
+    Y2 = torch.roll(Y, 1, dims=0)
+    expected = 0.7 * float(spectral_angle(Y, Y2).mean()) + 0.2 * float(spectral_angle(Y2 * 2, Y2).mean())
+    assert float(dffn_loss(Y, A, Y2 * 2, Y2, a=0.7, b=0, c=0.2)) == pytest.approx(expected, abs=1e-3)

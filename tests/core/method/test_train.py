@@ -1,0 +1,167 @@
+"""Training: determinism, best state kept, starts, early stop, progress and cancel."""
+import numpy as np
+import pytest
+
+from dffn_qgis.core.run.config import params_for
+from dffn_qgis.core.errors import Cancelled, InputError
+from dffn_qgis.core.run.progress import Monitor
+from dffn_qgis.core.eval.synthetic import make_scene
+from dffn_qgis.core.method.train import train
+
+TINY = dict(n_endmembers=3, device="cpu", precision="float32", threads=1)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    s = make_scene(12, 10, 16, 3, seed=3, snr_db=40)
+    L = s.cube.shape[0]
+    return s.cube.astype(np.float32), s.cube.reshape(L, -1).astype(np.float32)
+
+
+def _train(tiny, monitor=None, valid=None, **kw):
+    image, Y = tiny
+    params = params_for("paper", **{**TINY, **kw})
+    return train(image, Y if valid is None else Y[:, valid], valid, params, monitor)
+
+
+def test_same_seed_same_output_on_cpu(tiny):
+    a = _train(tiny, epochs=6, seed=7)
+    b = _train(tiny, epochs=6, seed=7)
+    np.testing.assert_array_equal(a.abundances, b.abundances)
+    np.testing.assert_array_equal(a.endmembers, b.endmembers)
+    assert a.history == b.history
+    c = _train(tiny, epochs=6, seed=8)
+    assert not np.array_equal(a.endmembers, c.endmembers)
+
+
+def test_outputs_shapes_ranges_and_best_loss(tiny):
+    out = _train(tiny, epochs=8)
+    assert out.abundances.shape == (3, 120) and out.endmembers.shape == (16, 3)
+    assert (out.abundances >= 0).all()
+    assert ((out.endmembers > 0) & (out.endmembers < 1)).all()
+    assert out.loss == pytest.approx(min(out.history))
+    assert out.epochs_run == 8 and len(out.history) == 8
+    assert out.device == "cpu"
+
+
+def test_several_starts_keep_the_lowest_loss(tiny):
+    out = _train(tiny, epochs=10, starts=3, start_epochs=4)
+    assert len(out.start_losses) == 3
+    assert out.chosen_start == int(np.argmin(out.start_losses))
+    assert out.epochs_run == 3 * 4 + (10 - 4)
+    assert len(out.history) == 10
+
+
+def test_patience_stops_once_the_loss_stalls(tiny):
+    # a huge min_delta makes every epoch count as "no improvement"
+    out = _train(tiny, epochs=50, patience=3, min_delta=0.9)
+    assert out.stopped_early and out.epochs_run == 4 and out.start_losses == [out.loss]
+
+
+def test_patience_without_min_delta_stops_when_the_loss_does_not_improve_at_all(tiny, monkeypatch):
+    _scripted_losses(monkeypatch, [[0.5, 0.4, 0.3] + [0.35] * 40])
+    out = _train(tiny, epochs=30, patience=4)
+    assert out.stopped_early and out.epochs_run == 7
+
+
+def test_valid_subset_trains_on_valid_pixels_only(tiny):
+    valid = np.arange(0, 120, 2)
+    out = _train(tiny, epochs=3, valid=valid)
+    assert out.abundances.shape == (3, 60)
+
+
+def test_progress_every_epoch_and_cancel(tiny):
+    seen = []
+    _train(tiny, monitor=Monitor(progress=lambda f, m: seen.append((f, m))), epochs=5)
+    epochs = [m for _, m in seen if "epoch" in m]
+    assert len(epochs) == 5 and seen[-1][0] == pytest.approx(1.0)
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions)
+    calls = {"n": 0}
+
+    def cancel_on_third():
+        calls["n"] += 1
+        return calls["n"] >= 3
+
+    with pytest.raises(Cancelled):
+        _train(tiny, monitor=Monitor(is_cancelled=cancel_on_third), epochs=50)
+    assert calls["n"] == 3
+
+
+def test_log_names_device_and_precision(tiny):
+    lines = []
+    _train(tiny, monitor=Monitor(info=lines.append), epochs=2)
+    assert any("device cpu" in line and "float32" in line and "torch" in line for line in lines)
+
+
+def test_cuda_without_gpu_is_a_clear_error(tiny):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(InputError, match="no CUDA device"):
+        _train(tiny, epochs=1, device="cuda")
+
+
+def test_threads_setting_is_restored(tiny):
+    import torch
+    before = torch.get_num_threads()
+    _train(tiny, epochs=1, threads=1)
+    assert torch.get_num_threads() == before
+
+
+def _scripted_losses(monkeypatch, sequences):
+    """Make each new run's epochs report the losses of the next sequence (then its last value)."""
+    from dffn_qgis.core.method import train as train_module
+    real_init, real_epoch = train_module._Run.__init__, train_module._Run.epoch
+    queue = list(sequences)
+
+    def init(self, *a, **k):
+        real_init(self, *a, **k)
+        self.script = queue.pop(0)
+
+    def epoch(self, x, Y, valid, params, dtype):
+        real_epoch(self, x, Y, valid, params, dtype)          # the network still trains
+        value = self.script[min(len(self.history) - 1, len(self.script) - 1)]
+        self.history[-1] = value
+        if value < self.best_loss or len(self.history) == 1:
+            self.best_loss, self.best_epoch = value, len(self.history) - 1
+            self.best_state = {k: v.clone() for k, v in self.model.state_dict().items()}
+        return value
+
+    monkeypatch.setattr(train_module._Run, "__init__", init)
+    monkeypatch.setattr(train_module._Run, "epoch", epoch)
+
+
+def test_a_run_stuck_in_the_first_half_is_restarted_and_the_lowest_loss_kept(tiny, monkeypatch):
+    stuck = [0.5, 0.3, 0.2] + [0.9] * 40              # no new low after epoch 3
+    healthy = [0.5 - 0.015 * i for i in range(30)]    # improves to the end: 0.065
+    _scripted_losses(monkeypatch, [stuck, healthy])
+    infos = []
+    out = _train(tiny, monitor=Monitor(info=infos.append), epochs=30, patience=5, restarts=2)
+    assert out.restarts == 1 and out.loss == pytest.approx(0.065)
+    assert out.epochs_run == 8 + 30 and len(out.history) == 30 and not out.stopped_early
+    assert any("starting again from a new initialisation (restart 1 of at most 2)" in m for m in infos)
+
+
+def test_restarts_are_bounded_and_keep_the_lowest_loss(tiny, monkeypatch):
+    worse = [0.5, 0.4] + [0.95] * 40
+    better = [0.5, 0.25] + [0.9] * 40
+    _scripted_losses(monkeypatch, [worse, better, worse])
+    infos = []
+    out = _train(tiny, monitor=Monitor(info=infos.append), epochs=20, patience=4, restarts=2)
+    assert out.restarts == 2 and out.loss == pytest.approx(0.25) and out.stopped_early is False
+    assert out.epochs_run == 6 + 6 + 6
+    assert any("a run given up earlier reached the lowest loss (0.25000): keeping it" in m for m in infos)
+
+
+def test_a_stall_in_the_second_half_stops_without_restart(tiny, monkeypatch):
+    late = [0.5 - 0.02 * i for i in range(12)] + [0.2] * 40     # improves for 12 of 20 epochs
+    _scripted_losses(monkeypatch, [late])
+    out = _train(tiny, epochs=20, patience=4, restarts=2)
+    assert out.restarts == 0 and out.stopped_early and out.epochs_run == 17
+
+
+def test_no_restart_when_none_is_allowed(tiny, monkeypatch):
+    _scripted_losses(monkeypatch, [[0.5, 0.2] + [0.9] * 40])
+    out = _train(tiny, epochs=12, patience=3, restarts=0)
+    assert out.restarts == 0 and out.stopped_early and out.epochs_run == 5

@@ -1,0 +1,75 @@
+"""Endmember plots: axes, legend, colours, file formats, no pyplot, worker threads."""
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+from matplotlib.colors import to_hex
+from matplotlib.figure import Figure
+
+from dffn_qgis.core.report.plotting import distinct_colours, endmember_figure, figure_to_png_bytes, save_figure
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+E = np.random.default_rng(0).uniform(0, 1, (20, 4))
+
+
+def test_axes_with_wavelengths():
+    fig = endmember_figure(E, wavelengths=np.linspace(400, 1000, 20), units="nm",
+                           names=["soil", "tree", "water", "road"], title="My title")
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "wavelength (nm)"
+    assert ax.get_ylabel() == "reflectance (scaled)"
+    assert ax.get_title() == "My title"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["soil", "tree", "water", "road"]
+    lines = ax.get_lines()
+    assert len(lines) == 4
+    np.testing.assert_allclose(lines[0].get_xdata(), np.linspace(400, 1000, 20))
+    assert len({to_hex(line.get_color()) for line in lines}) == 4
+
+
+def test_band_axis_without_wavelengths():
+    ax = endmember_figure(E).axes[0]
+    assert ax.get_xlabel() == "band"
+    np.testing.assert_array_equal(ax.get_lines()[0].get_xdata(), np.arange(1, 21))
+    assert ax.get_legend().get_texts()[0].get_text() == "endmember 1"
+
+
+def test_distinct_colours_for_many():
+    for n in (3, 12, 25):
+        assert len({to_hex(c) for c in distinct_colours(n)}) == n
+
+
+def test_save_with_any_file_name(tmp_path):
+    fig = endmember_figure(E)
+    png, svg = tmp_path / ".plot.png.part-1", tmp_path / ".plot.svg.part-1"
+    save_figure(fig, png, svg)
+    assert png.read_bytes()[:8] == PNG_SIGNATURE
+    assert "<svg" in svg.read_text()
+    save_figure(fig, path_png=tmp_path / "only.png")
+    assert (tmp_path / "only.png").is_file() and not (tmp_path / "only.svg").exists()
+
+
+def test_png_bytes():
+    assert figure_to_png_bytes(endmember_figure(E)).startswith(PNG_SIGNATURE)
+
+
+def test_works_in_a_worker_thread():
+    out = {}
+
+    def work():
+        out["png"] = figure_to_png_bytes(endmember_figure(E))
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert out["png"].startswith(PNG_SIGNATURE)
+
+
+def test_pyplot_never_imported():
+    root = Path(__file__).resolve().parents[3]
+    code = ("import sys; import dffn_qgis.core.report.plotting as p, dffn_qgis.core.io.outputs, numpy as np; "
+            "p.figure_to_png_bytes(p.endmember_figure(np.ones((3, 2)))); "
+            "assert 'matplotlib.pyplot' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], cwd=root, check=True)
