@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from .core.run.config import DEFAULT_PRESET, PRESETS, params_for
-from .core.errors import Cancelled, InputError
+from .core.errors import Cancelled
 from .core.run.parameters import SCHEMA, Parameter
 
 EXIT_FAULT, EXIT_INPUT, EXIT_CANCELLED = 1, 2, 130

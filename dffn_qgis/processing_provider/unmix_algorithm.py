@@ -11,9 +11,7 @@ import threading
 import time
 
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingAlgorithm,
-    QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingOutputMultipleLayers,
     QgsProcessingParameterBand,
@@ -285,7 +283,7 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
         if self.parameterAsRasterLayer(parameters, self.INPUT, context) is not None:
             return None
         from ..core.errors import InputError
-        from ..core.io.raster_io import open_raster
+        from ..core.io.gdal_open import open_raster
         try:
             ds = open_raster(value)
         except InputError as exc:

@@ -16,8 +16,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..run.progress import Monitor, as_monitor
-from .raster_io import (extreme_values_note, negative_values_note, scale_to_unit_max, scaling_record,
-                        validate_band_list)
+from .scaling import extreme_values_note, negative_values_note, scale_to_unit_max, scaling_record
+from .band_metadata import validate_band_list
 from .scene import Scene
 
 _SIZE_KEYS = (("nrow", "ncol"), ("h", "w"), ("nr", "nc"), ("rows", "cols"), ("nrows", "ncols"))

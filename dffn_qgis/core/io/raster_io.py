@@ -12,11 +12,9 @@ maximum of 1 (the Samson benchmark) is unchanged. Files ending in ``.mat`` go to
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 from dataclasses import dataclass, field
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from osgeo import gdal
@@ -24,21 +22,12 @@ from osgeo import gdal
 from ..errors import InputError
 from ..run.progress import Monitor, as_monitor
 from .scene import Scene
+from .gdal_open import _last_gdal_error, _quiet_gdal, open_raster
+from .band_metadata import _format_ranges, bad_band_flags, find_wavelengths, read_envi_header, validate_band_list
+from .scaling import _F32_MAX, extreme_values_note, negative_values_note, scale_to_unit_max, scaling_record
 
-SCALING_RULE = "divided by the maximum valid value"
 DEFAULT_BLOCK_BYTES = 64 * 1024 * 1024      # float64 working memory per read block
-_F32_MAX = float(np.finfo(np.float32).max)
 _IDENTITY_GEOTRANSFORM = (0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
-_ENVI_DATA_SUFFIXES = ("", ".img", ".dat", ".bsq", ".bil", ".bip", ".raw")
-
-_NM_NAMES = {"nm", "nanometer", "nanometers", "nanometre", "nanometres"}
-_UM_NAMES = {"um", "µm", "μm", "micrometer", "micrometers", "micrometre", "micrometres",
-             "micron", "microns"}
-_UNKNOWN_UNITS = {"", "unknown", "none", "index", "n/a", "na"}
-_WAVELENGTH_IN_TEXT = re.compile(
-    r"([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*"
-    r"(nanometers?|nanometres?|nm|micrometers?|micrometres?|microns?|um|µm|μm)(?![a-z])",
-    re.IGNORECASE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -68,166 +57,9 @@ def read_scene(path, bands: Optional[Sequence[int]] = None, use_bbl: bool = True
 # ---------------------------------------------------------------------------------------------
 # opening
 
-@contextlib.contextmanager
-def _quiet_gdal() -> Iterator[None]:
-    """Keep GDAL from printing errors to stderr while we turn them into InputErrors."""
-    gdal.PushErrorHandler("CPLQuietErrorHandler")
-    try:
-        yield
-    finally:
-        gdal.PopErrorHandler()
-
-
-def _gdal_open(path: str, flags: int):
-    """``gdal.OpenEx`` that returns None on failure whatever GDAL's exception setting."""
-    try:
-        with _quiet_gdal():
-            gdal.ErrorReset()
-            return gdal.OpenEx(path, flags)
-    except RuntimeError:
-        return None
-
-
-def _last_gdal_error() -> str:
-    msg = " ".join((gdal.GetLastErrorMsg() or "").split())
-    return f" ({msg})" if msg else ""
-
-
-def _envi_data_file_for(header_path: str) -> Optional[str]:
-    """The data file beside an ENVI ``.hdr`` (GDAL opens the data file, not the header)."""
-    stem = header_path[:-4]
-    for suffix in _ENVI_DATA_SUFFIXES:
-        candidate = stem + suffix
-        if os.path.isfile(candidate):
-            return candidate
-    return None
-
-
-def open_raster(path: str) -> "gdal.Dataset":
-    """Open ``path`` as a raster with bands, or raise an :class:`InputError` naming the file."""
-    ds = _gdal_open(path, gdal.OF_RASTER)
-    if ds is None and path.lower().endswith(".hdr"):
-        data_file = _envi_data_file_for(path)
-        if data_file is not None:
-            ds = _gdal_open(data_file, gdal.OF_RASTER)
-    if ds is None:
-        raise InputError(_open_failure_message(path))
-    if ds.RasterCount == 0:
-        subdatasets = ds.GetMetadata("SUBDATASETS") or {}
-        names = [v for k, v in sorted(subdatasets.items()) if k.endswith("_NAME")]
-        if names:
-            raise InputError(f"{path} holds {len(names)} sub-datasets, not one image; "
-                             f"open one of them instead, e.g. {names[0]}")
-        raise InputError(f"{path} has no raster bands; choose a raster image")
-    return ds
-
-
-def _open_failure_message(path: str) -> str:
-    if not os.path.exists(path) and not path.startswith("/vsi") and ":" not in path[2:]:
-        return f"{path}: no such file; check the path"
-    if os.path.isdir(path):
-        return f"{path} is a folder, not a raster file; choose the image file inside it"
-    error = _last_gdal_error()
-    vector = _gdal_open(path, gdal.OF_VECTOR)
-    if vector is not None:
-        driver = vector.GetDriver().ShortName
-        return f"{path} is a vector file ({driver}), not a raster; choose a raster image"
-    return f"{path} is not a raster GDAL can read{error}; choose a GeoTIFF, ENVI or other raster"
-
 
 # ---------------------------------------------------------------------------------------------
 # band selection
-
-def validate_band_list(bands: Sequence[int], n_bands: int, source: str) -> List[int]:
-    """Check a user's list of 1-based band numbers against a file of ``n_bands`` bands."""
-    try:
-        requested = list(bands)
-    except TypeError:
-        raise InputError(f"{source}: bands must be a list of band numbers (got {bands!r})") from None
-    if not requested:
-        raise InputError(f"{source}: the band list is empty; give at least one band number (1-based)")
-    result: List[int] = []
-    for b in requested:
-        if not _is_whole_number(b):
-            raise InputError(f"{source}: band numbers must be whole numbers (got {b!r})")
-        number = int(b)
-        if not 1 <= number <= n_bands:
-            raise InputError(f"{source}: band {number} does not exist; the file has {n_bands} "
-                             f"band(s), numbered 1 to {n_bands}")
-        if number in result:
-            raise InputError(f"{source}: band {number} is listed twice; give each band once")
-        result.append(number)
-    return result
-
-
-def _is_whole_number(value) -> bool:
-    if isinstance(value, (bool, np.bool_, str, bytes)):
-        return False
-    try:
-        return float(value).is_integer()
-    except (TypeError, ValueError, OverflowError):
-        return False
-
-
-def _metadata_value(obj, key: str, domains: Tuple[str, ...] = ("", "ENVI")) -> Optional[str]:
-    """A metadata item of a band or dataset, looked up case-insensitively in ``domains``."""
-    for domain in domains:
-        items = obj.GetMetadata(domain) or {}
-        if not isinstance(items, dict):
-            continue
-        for k, v in items.items():
-            if k.lower() == key:
-                return v
-    return None
-
-
-def parse_envi_list(text) -> List[str]:
-    """``'{1, 0, 1}'`` (ENVI header syntax) or a list as returned by SPy -> list of strings."""
-    if isinstance(text, (list, tuple)):
-        return [str(v).strip() for v in text]
-    text = str(text).strip()
-    if text.startswith("{") and text.endswith("}"):
-        text = text[1:-1]
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _floats(values: Sequence[str]) -> Optional[np.ndarray]:
-    try:
-        return np.array([float(v) for v in values], dtype=np.float64)
-    except (TypeError, ValueError):
-        return None
-
-
-def read_envi_header(ds) -> Optional[dict]:
-    """The ENVI header of an ENVI dataset, read with SPy, or None."""
-    if ds.GetDriver().ShortName != "ENVI":
-        return None
-    headers = [f for f in (ds.GetFileList() or []) if f.lower().endswith(".hdr")]
-    if not headers:
-        return None
-    try:
-        from spectral.io import envi
-        return envi.read_envi_header(headers[0])
-    except Exception:  # optional source of metadata: GDAL's ENVI domain usually has it all
-        return None
-
-
-def bad_band_flags(ds, header: Optional[dict] = None) -> Optional[np.ndarray]:
-    """True for each source band flagged bad (``bbl`` = 0), or None when there is no ``bbl``."""
-    n = ds.RasterCount
-    per_band = [_metadata_value(ds.GetRasterBand(i), "bbl") for i in range(1, n + 1)]
-    values = None
-    if all(v is not None for v in per_band):
-        values = _floats(per_band)
-    if values is None:
-        dataset_bbl = _metadata_value(ds, "bbl", ("ENVI",))
-        if dataset_bbl is not None:
-            values = _floats(parse_envi_list(dataset_bbl))
-    if values is None and header is not None and "bbl" in header:
-        values = _floats(parse_envi_list(header["bbl"]))
-    if values is None or len(values) != n:
-        return None
-    return values == 0
 
 
 def _default_bands(ds, path: str, use_bbl: bool, header: Optional[dict],
@@ -253,106 +85,8 @@ def _default_bands(ds, path: str, use_bbl: bool, header: Optional[dict],
     return numbers
 
 
-def _format_ranges(numbers: Sequence[int]) -> str:
-    """``[1, 2, 3, 7]`` -> ``'1-3, 7'``."""
-    parts: List[str] = []
-    numbers = sorted(numbers)
-    start = prev = None
-    for n in numbers + [None]:
-        if start is None:
-            start = prev = n
-        elif n is not None and n == prev + 1:
-            prev = n
-        else:
-            parts.append(str(start) if start == prev else f"{start}-{prev}")
-            start = prev = n
-    return ", ".join(parts)
-
-
 # ---------------------------------------------------------------------------------------------
 # wavelengths
-
-def normalise_units(units) -> Optional[str]:
-    """``'Nanometers'`` -> ``'nm'``, ``'Micrometers'`` -> ``'um'``, unknown -> None, else as given."""
-    if units is None:
-        return None
-    text = str(units).strip()
-    key = text.lower()
-    if key in _UNKNOWN_UNITS:
-        return None
-    if key in _NM_NAMES:
-        return "nm"
-    if key in _UM_NAMES:
-        return "um"
-    return text
-
-
-def _wavelengths_from_band_metadata(ds) -> Tuple[Optional[np.ndarray], Optional[str]]:
-    n = ds.RasterCount
-    values, units = [], None
-    for i in range(1, n + 1):
-        band = ds.GetRasterBand(i)
-        value = _metadata_value(band, "wavelength")
-        if value is None:
-            return None, None
-        values.append(value)
-        if units is None:
-            units = _metadata_value(band, "wavelength_units")
-    if units is None:
-        units = _metadata_value(ds, "wavelength_units")
-    return _floats(values), units
-
-
-def _wavelengths_from_descriptions(ds) -> Tuple[Optional[np.ndarray], Optional[str]]:
-    values, units = [], set()
-    for i in range(1, ds.RasterCount + 1):
-        match = _WAVELENGTH_IN_TEXT.search(ds.GetRasterBand(i).GetDescription() or "")
-        if match is None:
-            return None, None
-        values.append(match.group(1))
-        units.add(normalise_units(match.group(2)))
-    if len(units) != 1:
-        return None, None
-    return _floats(values), units.pop()
-
-
-def _wavelengths_from_envi_domain(ds) -> Tuple[Optional[np.ndarray], Optional[str]]:
-    text = _metadata_value(ds, "wavelength", ("ENVI",))
-    if text is None:
-        return None, None
-    units = _metadata_value(ds, "wavelength_units", ("ENVI", ""))
-    return _floats(parse_envi_list(text)), units
-
-
-def _wavelengths_from_header(header: Optional[dict]) -> Tuple[Optional[np.ndarray], Optional[str]]:
-    if not header or "wavelength" not in header:
-        return None, None
-    return _floats(parse_envi_list(header["wavelength"])), header.get("wavelength units")
-
-
-def find_wavelengths(ds, header: Optional[dict] = None,
-                     notes: Optional[List[str]] = None) -> Tuple[Optional[np.ndarray], Optional[str]]:
-    """Wavelengths of every source band and their short unit, first complete source wins.
-
-    Sources in order: band metadata ``wavelength``/``wavelength_units`` (default and ENVI
-    domains), band descriptions such as ``band 1 (418.24 Nanometers)``, the dataset's ENVI
-    metadata, and the ENVI header read with SPy. Wavelengths whose unit is unknown are not used
-    (``(None, None)``), with a note.
-    """
-    n = ds.RasterCount
-    unitless = False
-    for values, units in (_wavelengths_from_band_metadata(ds), _wavelengths_from_descriptions(ds),
-                          _wavelengths_from_envi_domain(ds), _wavelengths_from_header(header)):
-        if values is None or len(values) != n or not np.all(np.isfinite(values)):
-            continue
-        short = normalise_units(units)
-        if short is None:
-            unitless = True
-            continue
-        return values, short
-    if unitless and notes is not None:
-        notes.append("The file lists wavelengths without a unit; band numbers are used instead.")
-    return None, None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -498,105 +232,6 @@ def dataset_mask(ds, numbers: Sequence[int], block_rows: Optional[int] = None) -
 
 # ---------------------------------------------------------------------------------------------
 # scaling
-
-def scale_to_unit_max(cube: np.ndarray, valid: np.ndarray, source: str) -> float:
-    """Zero invalid pixels and divide ``cube`` in place by its largest valid value.
-
-    Raises :class:`InputError` when there is no valid pixel, the largest valid value is not
-    positive or the image is constant. Returns the divisor.
-    """
-    vmax, vmin = -np.inf, np.inf
-    any_valid = bool(valid.any())
-    for band in cube:
-        band[~valid] = 0.0
-        if any_valid:
-            values = band[valid]
-            vmax = max(vmax, float(values.max()))
-            vmin = min(vmin, float(values.min()))
-    divisor = unit_max_divisor(vmin, vmax, any_valid, source)
-    for band in cube:
-        band /= np.float32(divisor)
-    return divisor
-
-
-def unit_max_divisor(vmin: float, vmax: float, any_valid: bool, source: str) -> float:
-    """The divisor that brings the largest valid value to 1, or :class:`InputError` for an image
-    that has no valid pixel, is constant or holds no positive value."""
-    if not any_valid:
-        raise InputError(f"{source}: no valid pixel; every pixel is nodata, NaN or masked "
-                         f"in at least one selected band")
-    if vmin == vmax:
-        raise InputError(f"{source}: the image is constant ({vmax:g} in every valid pixel and "
-                         f"band); there is nothing to unmix")
-    if vmax <= 0:
-        raise InputError(f"{source}: the largest valid value is {vmax:g}; the method needs "
-                         f"positive, reflectance-like values")
-    if -vmin / vmax > _F32_MAX:
-        raise InputError(f"{source}: the most negative valid value ({vmin:g}) is beyond the float32 "
-                         f"range once divided by the largest one ({vmax:g}); the method needs "
-                         f"reflectance-like values")
-    return float(vmax)
-
-
-def _compact(values: Sequence[float]):
-    """A single value when every band shares it, else the list."""
-    values = [float(v) for v in values]
-    return values[0] if len(set(values)) == 1 else values
-
-
-def scaling_record(scales: Sequence[float], offsets: Sequence[float], divisor: float) -> dict:
-    """The ``Scene.scaling`` dict: how file values became ``data``."""
-    return {"gdal_scale": _compact(scales), "gdal_offset": _compact(offsets),
-            "divisor": float(divisor), "rule": SCALING_RULE}
-
-
-_OUTLIER_RATIO = 1e3      # largest value / 99th percentile above which the log warns
-_UNDERFLOW = 1e-15        # 99th percentile (after scaling) below which float32 training fails
-_SAMPLE = 200_000         # values looked at for the percentile
-
-
-def extreme_values_note(cube: np.ndarray, valid: np.ndarray, source: str) -> Optional[str]:
-    """After scaling: a note when a few huge values squash the rest of the image towards 0.
-
-    Raises :class:`InputError` when the bulk of the image would fall below what float32 training
-    can resolve (a single value 1e30 in reflectance data), because the result would be noise.
-    """
-    index = np.flatnonzero(valid)
-    if index.size == 0:
-        return None
-    per_band = max(1, _SAMPLE // max(1, cube.shape[0]))
-    index = index[::max(1, index.size // per_band)]
-    sample = np.abs(cube.reshape(cube.shape[0], -1)[:, index])
-    p99 = float(np.percentile(sample, 99))
-    if p99 == 0.0 or p99 * _OUTLIER_RATIO >= 1.0:
-        return None
-    if p99 < _UNDERFLOW:
-        raise InputError(f"{source}: a few extreme values (the largest is {1.0 / p99:.3g} times "
-                         f"the 99th percentile) leave nothing of the rest of the image after "
-                         f"scaling; mask them as nodata or fix the file")
-    return (f"The largest valid value is {1.0 / p99:.3g} times the 99th percentile: a few extreme "
-            f"values squash the rest of the image towards 0 after scaling; if they are errors, "
-            f"mask them as nodata.")
-
-
-def negative_values_note(cube: np.ndarray, valid: np.ndarray) -> Optional[str]:
-    """A note on negative valid values (kept as they are), or None."""
-    count, low = 0, 0.0
-    for band in cube:
-        values = band[valid]
-        negative = values < 0
-        if negative.any():
-            count += int(negative.sum())
-            low = min(low, float(values.min()))
-    return negatives_note(count, low)
-
-
-def negatives_note(count: int, low: float) -> Optional[str]:
-    """The note for ``count`` negative valid values, the lowest ``low`` (after scaling)."""
-    if not count:
-        return None
-    return (f"{count} valid value(s) are negative (down to {low:.4g} after scaling); "
-            f"they are kept as they are.")
 
 
 # ---------------------------------------------------------------------------------------------

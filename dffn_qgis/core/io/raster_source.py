@@ -16,9 +16,10 @@ import numpy as np
 from osgeo import gdal
 
 from ..run.progress import Monitor, as_monitor
-from .raster_io import (_check_data_types, _default_bands, _georeference, empty_bands_note, extreme_values_note,
-                        find_wavelengths, invalid_pixel_notes, negatives_note, open_raster, read_band_window,
-                        read_envi_header, scaling_record, unit_max_divisor, validate_band_list)
+from .raster_io import (_check_data_types, _default_bands, _georeference, empty_bands_note, invalid_pixel_notes, read_band_window)
+from .scaling import extreme_values_note, negatives_note, scaling_record, unit_max_divisor
+from .band_metadata import find_wavelengths, read_envi_header, validate_band_list
+from .gdal_open import open_raster
 from .scene import Scene
 
 WINDOW = 256          # side of the windows a pass reads

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -50,3 +50,12 @@ class Scene:
     @property
     def n_valid(self) -> int:
         return int(np.count_nonzero(self.valid))
+
+    def spectral_axis(self, n_bands: int) -> Tuple[str, np.ndarray]:
+        """``("wavelength", values)`` when the scene knows its wavelengths, else ``("band", numbers)``
+        with the source band numbers (1-based)."""
+        if self.wavelengths is not None and len(self.wavelengths) == n_bands:
+            return "wavelength", np.asarray(self.wavelengths, dtype=np.float64)
+        if len(self.band_indices) == n_bands:
+            return "band", np.asarray(self.band_indices, dtype=np.float64)
+        return "band", np.arange(1, n_bands + 1, dtype=np.float64)

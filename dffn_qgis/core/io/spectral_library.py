@@ -44,7 +44,7 @@ class SpectralLibrary:
 
 
 def _to_nm(wavelengths: np.ndarray, units: Optional[str]) -> np.ndarray:
-    from .raster_io import normalise_units
+    from .band_metadata import normalise_units
     unit = normalise_units(units)
     if unit == "um":
         return wavelengths * 1000.0

@@ -19,7 +19,8 @@ from .memory import describe, plan_memory, refuse
 from ..method.model import spectral_angle
 from ..io.outputs import OutputPlan, write_outputs
 from .progress import Monitor, as_monitor
-from ..io.raster_io import open_raster, read_scene
+from ..io.gdal_open import open_raster
+from ..io.raster_io import read_scene
 from ..io.raster_source import ArraySource, RasterSource
 from .result import UnmixResult, no_abundance_note, sum_to_one
 from .run_record import check_scene, raw_sum_stats, run_record  # noqa: F401  (check_scene: public)

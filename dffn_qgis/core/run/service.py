@@ -51,7 +51,8 @@ def check_band_count(path: str, bands: Optional[Sequence[int]], n_endmembers: in
 
     ``band_count`` is the image's, when the caller knows it already (a QGIS layer).
     """
-    from ..io.raster_io import open_raster, validate_band_list
+    from ..io.gdal_open import open_raster
+    from ..io.band_metadata import validate_band_list
 
     if band_count is None:
         if str(path).lower().endswith(".mat"):

@@ -12,7 +12,8 @@ from osgeo import gdal, gdal_array, ogr, osr
 from dffn_qgis.core.io import raster_io
 from dffn_qgis.core.errors import Cancelled, InputError
 from dffn_qgis.core.run.progress import Monitor
-from dffn_qgis.core.io.raster_io import find_wavelengths, normalise_units, read_scene
+from dffn_qgis.core.io.band_metadata import find_wavelengths, normalise_units
+from dffn_qgis.core.io.raster_io import read_scene
 from dffn_qgis.core.eval.synthetic import make_scene, nodata_mask, write_geotiff
 
 SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"

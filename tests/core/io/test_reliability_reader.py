@@ -15,7 +15,8 @@ from osgeo import gdal
 from dffn_qgis.core.run.config import DFFNParams, params_for
 from dffn_qgis.core.errors import InputError
 from dffn_qgis.core.run.pipeline import check_scene, unmix_scene
-from dffn_qgis.core.io.raster_io import read_scene, validate_band_list
+from dffn_qgis.core.io.raster_io import read_scene
+from dffn_qgis.core.io.band_metadata import validate_band_list
 from dffn_qgis.core.io.scene import Scene
 
 GDAL_TYPES = {
