@@ -36,7 +36,10 @@ class DFFNPlugin:
     def initGui(self):  # noqa: N802
         self.initProcessing()
         from .gui import qgis_fixes
+        from .gui.plot_dock import show_plot
+        from .processing_provider.postprocess import set_plot_viewer
         qgis_fixes.install()
+        set_plot_viewer(show_plot)
         from qgis.PyQt.QtGui import QIcon
         from qgis.PyQt.QtWidgets import QAction
 
@@ -65,6 +68,7 @@ class DFFNPlugin:
             self.iface.removePluginRasterMenu(MENU, self.toolbox_action)
             if hasattr(self.iface, "removeCustomActionForLayerType"):
                 self.iface.removeCustomActionForLayerType(self.action)
+        _logged("processing_provider.postprocess", "set_plot_viewer", "detaching the spectra panel", None)
         _logged("gui.plot_dock", "close_dock", "closing the spectra panel", self.iface)
         _logged("gui.qgis_fixes", "uninstall", "removing the QGIS fixes")
         if self.provider is not None:

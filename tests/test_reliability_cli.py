@@ -17,7 +17,7 @@ import torch
 
 from dffn_qgis import cli
 from dffn_qgis.core.io import outputs
-from dffn_qgis.core.run import pipeline
+from dffn_qgis.core.run import driver, pipeline
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reliability_cases as cases  # noqa: E402
@@ -226,7 +226,7 @@ def test_unexpected_exception_is_one_line_exit_1_and_the_next_run_works(good_tif
     def broken(*args, **kwargs):
         raise RuntimeError("something broke\ninside the engine")
 
-    monkeypatch.setattr(pipeline, "train_with_cpu_fallback", broken)
+    monkeypatch.setattr(driver, "train_with_cpu_fallback", broken)
     rc, _, err = run(capfd, "unmix", good_tif, "-p", 3, "-o", tmp_path / "b", *FAST)
     assert rc == 1
     assert_one_line_error(err, "RuntimeError: something broke inside the engine",
@@ -243,7 +243,7 @@ def test_non_finite_loss_is_a_clear_error(good_tif, tmp_path, capfd, monkeypatch
     def diverged(*args, **kwargs):
         raise FloatingPointError("training loss is not finite")
 
-    monkeypatch.setattr(pipeline, "train_with_cpu_fallback", diverged)
+    monkeypatch.setattr(driver, "train_with_cpu_fallback", diverged)
     rc, _, err = run(capfd, "unmix", good_tif, "-p", 3, "-o", tmp_path / "out", *FAST)
     assert rc == 2
     assert_one_line_error(err, "try a lower learning rate")
@@ -268,9 +268,9 @@ def test_process_truncated_file_and_bad_argument(tmp_path):
 
 
 def test_process_internal_fault_hides_the_traceback_unless_asked(tmp_path):
-    code = ("import sys; from dffn_qgis import cli; from dffn_qgis.core.run import pipeline\n"
+    code = ("import sys; from dffn_qgis import cli; from dffn_qgis.core.run import driver\n"
             "def boom(*a, **k): raise KeyError('oops')\n"
-            "pipeline.train_with_cpu_fallback = boom\n"
+            "driver.train_with_cpu_fallback = boom\n"
             "sys.exit(cli.main(sys.argv[1:]))\n")
     good = cases.ok(tmp_path / "g.tif")
     args = [sys.executable, "-c", code, "unmix", good, "-p", "3", "-o", str(tmp_path / "o"), *FAST]

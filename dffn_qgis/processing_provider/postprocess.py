@@ -35,6 +35,18 @@ from qgis.PyQt.QtGui import QColor
 SORT_KEY = "dffn/sort_key"
 ROLE_KEY = "dffn/role"
 
+# Shows the endmember plot once a run's layers are loaded: set by the plugin in the desktop
+# (gui/plot_dock.py's show_plot), left unset where there is no window (qgis_process). gui/ uses this
+# package, never the reverse.
+_PLOT_VIEWER = None
+
+
+def set_plot_viewer(show):
+    """``show(png_path, title)`` is called with a run's plot once its layers are loaded (None: no plot)."""
+    global _PLOT_VIEWER
+    _PLOT_VIEWER = show
+
+
 # Post-processors are plain Python objects the context only points to: without a reference
 # here they would be garbage-collected before Processing calls them.
 _KEEP = []
@@ -143,11 +155,10 @@ class RunDisplay:
     def done(self, layer):
         self.layers.append(layer.id())
         self.pending -= 1
-        if not self.plot_shown and self.plot_png and os.path.exists(self.plot_png):
+        if not self.plot_shown and _PLOT_VIEWER is not None and self.plot_png and os.path.exists(self.plot_png):
             self.plot_shown = True
             try:
-                from ..gui.plot_dock import show_plot
-                show_plot(self.plot_png, "DFFN endmember spectra: {}".format(self.input_name))
+                _PLOT_VIEWER(self.plot_png, "DFFN endmember spectra: {}".format(self.input_name))
             except Exception as exc:  # never let the dock break the loading of layers
                 from qgis.core import QgsMessageLog
                 QgsMessageLog.logMessage("Cannot show the endmember plot: {}".format(exc), "DFFN")

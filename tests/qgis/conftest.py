@@ -34,6 +34,10 @@ def dffn_provider(qgis_app):
             pass
     from dffn_qgis.processing_provider.provider import DFFNProvider
 
+    from dffn_qgis.gui.plot_dock import show_plot
+    from dffn_qgis.processing_provider.postprocess import set_plot_viewer
+
+    set_plot_viewer(show_plot)          # as the plugin's initGui does in the desktop
     provider = registry.providerById("dffn")
     if provider is None:
         provider = DFFNProvider()

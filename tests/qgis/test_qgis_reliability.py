@@ -192,7 +192,7 @@ def test_worker_thread_exception_reaches_the_log_and_the_next_run_works(dffn_pro
                                                                        monkeypatch):
     import torch
 
-    from dffn_qgis.core.run import pipeline
+    from dffn_qgis.core.run import driver, pipeline
 
     path = cases.ok(tmp_path / "input.tif")
     ok, _, _ = _run_in_worker_thread(values(path, tmp_path / "first"))
@@ -205,7 +205,7 @@ def test_worker_thread_exception_reaches_the_log_and_the_next_run_works(dffn_pro
     def broken(*args, **kwargs):
         raise RuntimeError("worker blew up")
 
-    monkeypatch.setattr(pipeline, "train_with_cpu_fallback", broken)
+    monkeypatch.setattr(driver, "train_with_cpu_fallback", broken)
     ok, feedback, _ = _run_in_worker_thread(values(path, tmp_path / "broken"))
     assert not ok
     log = "\n".join(feedback.errors)

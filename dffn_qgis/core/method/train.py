@@ -96,7 +96,8 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
     against ``Y`` (L x n valid pixels).
 
     ``valid_index`` holds the flat indices (image, row, column order) of the valid pixels, or None
-    when all are.
+    when all are. Torch's thread count is the caller's (:class:`~dffn_qgis.core.run.context.RunContext`
+    sets it from ``params.threads`` for a run).
     """
     monitor = as_monitor(monitor)
     params.validate()
@@ -105,97 +106,91 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
     monitor.info(f"device {device} ({device_reason}); precision {str(autocast_dtype).replace('torch.', '')} "
                  f"({precision_reason}); torch {torch.__version__}")
 
-    saved_threads = torch.get_num_threads()
-    if params.threads > 0:
-        torch.set_num_threads(params.threads)
-    try:
-        _seed_everything(params.seed)
-        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
-        x = (x[None] if x.ndim == 3 else x).to(device)
-        Yt = torch.from_numpy(np.ascontiguousarray(Y, dtype=np.float32)).to(device)
-        valid = None if valid_index is None else torch.from_numpy(np.asarray(valid_index, dtype=np.int64)).to(device)
-        n_pixels = Yt.shape[1]
+    _seed_everything(params.seed)
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    x = (x[None] if x.ndim == 3 else x).to(device)
+    Yt = torch.from_numpy(np.ascontiguousarray(Y, dtype=np.float32)).to(device)
+    valid = None if valid_index is None else torch.from_numpy(np.asarray(valid_index, dtype=np.int64)).to(device)
+    n_pixels = Yt.shape[1]
 
-        picking = params.starts > 1 and 0 < params.start_epochs < params.epochs
-        start_epochs = params.start_epochs if picking else params.epochs
-        planned = params.starts * start_epochs + (params.epochs - start_epochs) if picking else params.epochs
-        done = 0
-        t0 = time.perf_counter()
+    picking = params.starts > 1 and 0 < params.start_epochs < params.epochs
+    start_epochs = params.start_epochs if picking else params.epochs
+    planned = params.starts * start_epochs + (params.epochs - start_epochs) if picking else params.epochs
+    done = 0
+    t0 = time.perf_counter()
 
-        def step(run: _Run, label: str) -> None:
-            nonlocal done
-            monitor.check()
-            value = run.epoch(x, Yt, valid, params, autocast_dtype)
-            done += 1
-            monitor.progress(done / planned, f"{label}: epoch {len(run.history)}, loss {value:.5f}")
+    def step(run: _Run, label: str) -> None:
+        nonlocal done
+        monitor.check()
+        value = run.epoch(x, Yt, valid, params, autocast_dtype)
+        done += 1
+        monitor.progress(done / planned, f"{label}: epoch {len(run.history)}, loss {value:.5f}")
 
-        given_up: List[_Run] = []      # runs that got stuck, replaced by a fresh start
+    given_up: List[_Run] = []      # runs that got stuck, replaced by a fresh start
 
-        def finish(run: _Run) -> _Run:
-            """Train ``run`` to the end of the schedule or the patience stop. A run that stalls in
-            the first half of the schedule, while the learning rate is still high, got stuck
-            rather than converged (docs/METHOD.md): while restarts are left it is replaced by a
-            fresh start."""
-            nonlocal planned
-            while len(run.history) < params.epochs:
-                step(run, "training")
-                if not run.stalled(params):
-                    continue
-                if len(given_up) < params.restarts and len(run.history) <= params.epochs // 2:
-                    monitor.info(f"the loss stopped improving in the first half of the schedule (lowest "
-                                 f"{run.best_loss:.5f} at epoch {run.best_epoch + 1}): starting again from a new "
-                                 f"initialisation (restart {len(given_up) + 1} of at most {params.restarts})")
-                    run.optimizer = run.scheduler = None
-                    given_up.append(run)
-                    planned += params.epochs
-                    run = _Run(params, Yt.shape[0], n_pixels, device)
-                else:
-                    run.stopped = True
-                    break
-            return run
+    def finish(run: _Run) -> _Run:
+        """Train ``run`` to the end of the schedule or the patience stop. A run that stalls in
+        the first half of the schedule, while the learning rate is still high, got stuck
+        rather than converged (docs/METHOD.md): while restarts are left it is replaced by a
+        fresh start."""
+        nonlocal planned
+        while len(run.history) < params.epochs:
+            step(run, "training")
+            if not run.stalled(params):
+                continue
+            if len(given_up) < params.restarts and len(run.history) <= params.epochs // 2:
+                monitor.info(f"the loss stopped improving in the first half of the schedule (lowest "
+                             f"{run.best_loss:.5f} at epoch {run.best_epoch + 1}): starting again from a new "
+                             f"initialisation (restart {len(given_up) + 1} of at most {params.restarts})")
+                run.optimizer = run.scheduler = None
+                given_up.append(run)
+                planned += params.epochs
+                run = _Run(params, Yt.shape[0], n_pixels, device)
+            else:
+                run.stopped = True
+                break
+        return run
 
-        runs = []
-        for s in range(params.starts if picking else 1):
-            run = _Run(params, Yt.shape[0], n_pixels, device)
-            if picking:
-                for _ in range(start_epochs):
-                    step(run, f"start {s + 1}/{params.starts}")
-                monitor.info(f"start {s + 1}/{params.starts}: lowest loss {run.best_loss:.5f} "
-                             f"after {start_epochs} epochs")
-            runs.append(run)
-        start_losses = [r.best_loss for r in runs]
-        chosen = int(np.argmin(start_losses))
-        run = runs[chosen]
-        del runs
+    runs = []
+    for s in range(params.starts if picking else 1):
+        run = _Run(params, Yt.shape[0], n_pixels, device)
         if picking:
-            monitor.info(f"training on with start {chosen + 1} (lowest loss)")
-        run = finish(run)
-        if given_up and min(r.best_loss for r in given_up) < run.best_loss:
-            run = min(given_up, key=lambda r: r.best_loss)
-            monitor.info(f"a run given up earlier reached the lowest loss ({run.best_loss:.5f}): keeping it")
-        if not picking:
-            start_losses = [run.best_loss]
-        stopped_early = run.stopped
-        if stopped_early:
-            monitor.info(f"stopped after {len(run.history)} epochs: the loss improved by less than "
-                         f"{params.min_delta:g} (relative) in the last {params.patience} epochs")
-        epochs_run = done
-        monitor.info(f"lowest loss {run.best_loss:.5f} at epoch {run.best_epoch + 1}; "
-                     f"{epochs_run} epochs in {time.perf_counter() - t0:.1f} s")
+            for _ in range(start_epochs):
+                step(run, f"start {s + 1}/{params.starts}")
+            monitor.info(f"start {s + 1}/{params.starts}: lowest loss {run.best_loss:.5f} "
+                         f"after {start_epochs} epochs")
+        runs.append(run)
+    start_losses = [r.best_loss for r in runs]
+    chosen = int(np.argmin(start_losses))
+    run = runs[chosen]
+    del runs
+    if picking:
+        monitor.info(f"training on with start {chosen + 1} (lowest loss)")
+    run = finish(run)
+    if given_up and min(r.best_loss for r in given_up) < run.best_loss:
+        run = min(given_up, key=lambda r: r.best_loss)
+        monitor.info(f"a run given up earlier reached the lowest loss ({run.best_loss:.5f}): keeping it")
+    if not picking:
+        start_losses = [run.best_loss]
+    stopped_early = run.stopped
+    if stopped_early:
+        monitor.info(f"stopped after {len(run.history)} epochs: the loss improved by less than "
+                     f"{params.min_delta:g} (relative) in the last {params.patience} epochs")
+    epochs_run = done
+    monitor.info(f"lowest loss {run.best_loss:.5f} at epoch {run.best_epoch + 1}; "
+                 f"{epochs_run} epochs in {time.perf_counter() - t0:.1f} s")
 
-        run.model.load_state_dict(run.best_state)
-        run.model.eval()
-        with torch.no_grad():
-            A, _, E, _ = run.model(x, valid)
-        monitor.progress(1.0, "training done")
-        return TrainOutcome(
-            abundances=A.float().cpu().numpy(), endmembers=E.float().cpu().numpy(),
-            loss=run.best_loss, history=run.history, epochs_run=epochs_run,
-            start_losses=start_losses, chosen_start=chosen, device=str(device), device_reason=device_reason,
-            precision=str(autocast_dtype).replace("torch.", ""), precision_reason=precision_reason,
-            stopped_early=stopped_early, restarts=len(given_up), model=run.model)
-    finally:
-        torch.set_num_threads(saved_threads)
+    run.model.load_state_dict(run.best_state)
+    run.model.eval()
+    with torch.no_grad():
+        A, _, E, _ = run.model(x, valid)
+    monitor.progress(1.0, "training done")
+    return TrainOutcome(
+        abundances=A.float().cpu().numpy(), endmembers=E.float().cpu().numpy(),
+        loss=run.best_loss, history=run.history, epochs_run=epochs_run,
+        start_losses=start_losses, chosen_start=chosen, device=str(device), device_reason=device_reason,
+        precision=str(autocast_dtype).replace("torch.", ""), precision_reason=precision_reason,
+        stopped_early=stopped_early, restarts=len(given_up), model=run.model)
 
 
 def train_with_cpu_fallback(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray],

@@ -11,7 +11,6 @@ import torch
 from osgeo import gdal
 
 from ..method.abundance_lsq import REFINED_NOTE, nnls
-from ..method.brightness import BRIGHTNESS_NOTE, fit_brightness
 from .config import DFFNParams
 from .device import resolve_device
 from ..method.ffm import fuse
@@ -23,10 +22,10 @@ from ..io.gdal_open import open_raster
 from ..io.raster_io import read_scene
 from ..io.raster_source import ArraySource, RasterSource
 from .result import UnmixResult, no_abundance_note, sum_to_one
-from .run_record import check_scene, raw_sum_stats, run_record  # noqa: F401  (check_scene: public)
+from .driver import AbundanceMaps, Strategy, TrainingBatch, drive
+from .run_record import check_scene, raw_sum_stats  # noqa: F401  (check_scene: public)
 from .scalable import unmix_source
 from ..io.scene import Scene
-from ..method.train import train_with_cpu_fallback
 
 # Share of the progress bar each stage gets.
 _READ, _FFM, _TRAIN = 0.04, 0.10, 0.95
@@ -58,6 +57,57 @@ def enhanced_image(scene: Scene, Y: np.ndarray, params: DFFNParams, device: torc
     return image
 
 
+class ExactStrategy(Strategy):
+    """The published method on the whole image: exact fusion, training on every valid pixel."""
+
+    name = "exact"
+    fusion_share, training_share = _FFM, 1.0
+
+    def __init__(self, scene: Scene):
+        self.scene = scene
+
+    def describe(self, params: DFFNParams) -> str:
+        scene = self.scene
+        return (f"{scene.height} x {scene.width} pixels ({scene.n_valid} valid), {scene.n_bands} bands, "
+                f"{params.n_endmembers} endmembers")
+
+    def training_batch(self, params: DFFNParams, device: torch.device, monitor: Monitor) -> TrainingBatch:
+        scene = self.scene
+        valid = scene.valid
+        Y = np.ascontiguousarray(scene.data[:, valid], dtype=np.float32)        # L x n (row-major order)
+        t0 = time.perf_counter()
+        try:
+            image = enhanced_image(scene, Y, params, device, monitor)
+        except torch.OutOfMemoryError:
+            if device.type == "cpu":
+                raise
+            torch.cuda.empty_cache()
+            monitor.info(f"out of memory on {device} in the feature fusion: computing it on the CPU instead")
+            image = enhanced_image(scene, Y, params, torch.device("cpu"), monitor)
+        t_ffm = time.perf_counter() - t0
+        monitor.info(f"feature fusion (w={params.w:g}) took {t_ffm:.1f} s")
+        valid_index = None if valid.all() else np.flatnonzero(valid.ravel())
+        return TrainingBatch(image, Y, valid_index, t_ffm)
+
+    def abundance_maps(self, outcome, endmembers, factors, batch, params, monitor) -> AbundanceMaps:
+        scene, Y, E, P = self.scene, batch.Y, endmembers, params.n_endmembers
+        if params.abundances == "refined":
+            monitor.info(REFINED_NOTE)
+            raw_abundances = nnls(Y, E).astype(np.float32)
+        else:                               # the network's, for the rescaled E: the same reconstruction
+            raw_abundances = outcome.abundances / factors[:, None].astype(np.float32)
+        A, raw_sum, n_empty = sum_to_one(raw_abundances)                       # P x n
+        if n_empty:
+            monitor.info(no_abundance_note(n_empty, P))
+        abundances = np.full((P,) + scene.valid.shape, np.nan, dtype=np.float32)
+        abundances[:, scene.valid] = A
+        with torch.no_grad():
+            angle = spectral_angle(torch.from_numpy(Y), torch.from_numpy(E @ A)).numpy()
+        error = np.full(scene.valid.shape, np.nan, dtype=np.float32)
+        error[scene.valid] = angle
+        return AbundanceMaps(abundances, error, raw_sum_stats(raw_sum), float(np.mean(angle)))
+
+
 def unmix_scene(scene: Scene, params: DFFNParams, monitor: Optional[Monitor] = None,
                 memory_plan: Optional[dict] = None) -> UnmixResult:
     """Unmix an in-memory scene; abundances, endmembers, error map and the run record.
@@ -65,60 +115,10 @@ def unmix_scene(scene: Scene, params: DFFNParams, monitor: Optional[Monitor] = N
     The exact method, unless ``params.method`` is ``scalable`` (or ``auto`` and the image is
     larger than ``params.exact_limit`` pixels).
     """
-    monitor = as_monitor(monitor)
     params.validate()
     if choose_method(scene.height * scene.width, params) == "scalable":
         return unmix_source(ArraySource(scene), params, monitor, memory_plan=memory_plan)
-    check_scene(scene, params)
-    for note in scene.notes:
-        monitor.info(note)
-    valid = scene.valid
-    Y = np.ascontiguousarray(scene.data[:, valid], dtype=np.float32)            # L x n (row-major order)
-    all_valid = bool(valid.all())
-    monitor.info(f"{scene.height} x {scene.width} pixels ({scene.n_valid} valid), {scene.n_bands} bands, "
-                 f"{params.n_endmembers} endmembers")
-
-    t0 = time.perf_counter()
-    device, _ = resolve_device(params.device)
-    try:
-        image = enhanced_image(scene, Y, params, device, monitor.sub(0.0, _FFM))
-    except torch.OutOfMemoryError:
-        if device.type == "cpu":
-            raise
-        torch.cuda.empty_cache()
-        monitor.info(f"out of memory on {device} in the feature fusion: computing it on the CPU instead")
-        image = enhanced_image(scene, Y, params, torch.device("cpu"), monitor.sub(0.0, _FFM))
-    t_ffm = time.perf_counter() - t0
-    monitor.info(f"feature fusion (w={params.w:g}) took {t_ffm:.1f} s")
-
-    valid_index = None if all_valid else np.flatnonzero(valid.ravel())
-    outcome, params = train_with_cpu_fallback(image, Y, valid_index, params, monitor.sub(_FFM, 1.0))
-    t_train = time.perf_counter() - t0 - t_ffm
-
-    P = params.n_endmembers
-    E, factors = fit_brightness(Y, outcome.endmembers)                         # L x P, at the data's brightness
-    monitor.info(BRIGHTNESS_NOTE)
-    if params.abundances == "refined":
-        monitor.info(REFINED_NOTE)
-        raw_abundances = nnls(Y, E).astype(np.float32)
-    else:                                   # the network's, for the rescaled E: the same reconstruction
-        raw_abundances = outcome.abundances / factors[:, None].astype(np.float32)
-    A, raw_sum, n_empty = sum_to_one(raw_abundances)                           # P x n
-    if n_empty:
-        monitor.info(no_abundance_note(n_empty, P))
-    abundances = np.full((P,) + scene.valid.shape, np.nan, dtype=np.float32)
-    abundances[:, valid] = A
-    with torch.no_grad():
-        angle = spectral_angle(torch.from_numpy(Y), torch.from_numpy(E @ A)).numpy()
-    error = np.full(scene.valid.shape, np.nan, dtype=np.float32)
-    error[valid] = angle
-
-    record = run_record(scene, params, outcome, raw_sum_stats(raw_sum), float(np.mean(angle)),
-                        {"ffm_s": round(t_ffm, 3), "training_s": round(t_train, 3)}, method="exact",
-                        extra={"endmember_brightness_factors": [float(f) for f in factors],
-                               **({"memory_estimate": memory_plan} if memory_plan else {})})
-    return UnmixResult(abundances=abundances, endmembers=E.astype(np.float32), error=error,
-                       loss=outcome.loss, history=outcome.history, record=record)
+    return drive(ExactStrategy(scene), scene, params, monitor, memory_plan)
 
 
 def choose_method(n_pixels: int, params: DFFNParams) -> str:

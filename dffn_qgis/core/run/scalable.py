@@ -21,17 +21,14 @@ import numpy as np
 import torch
 
 from ..method.abundance_lsq import REFINED_NOTE, nnls
-from ..method.brightness import BRIGHTNESS_NOTE, fit_brightness
 from .config import DFFNParams
-from .device import resolve_device
 from ..errors import InputError
 from ..method.ffm_scalable import ScalableFusion
 from ..method.model import spectral_angle
-from .progress import Monitor, as_monitor
+from .progress import Monitor
 from ..io.raster_source import windows
 from .result import UnmixResult, no_abundance_note, sum_to_one
-from .run_record import check_scene, run_record
-from ..method.train import train_with_cpu_fallback
+from .driver import AbundanceMaps, Strategy, TrainingBatch, drive
 
 _TRIES = 8             # random placements tried per training window
 MIN_TILE = 32          # smallest tile before a GPU out of memory sends the work to the CPU
@@ -179,62 +176,62 @@ class TilePredictor:
                 "max": max(s[2] for s in self.sums)}
 
 
-def unmix_source(source, params: DFFNParams, monitor: Optional[Monitor] = None,
-                 memory_plan: Optional[dict] = None) -> UnmixResult:
-    """Unmix ``source`` (an :class:`ArraySource` or :class:`RasterSource`) on the scalable path."""
-    monitor = as_monitor(monitor)
-    params.validate()
-    scene = source.scene
-    check_scene(scene, params)
-    for note in scene.notes:
-        monitor.info(note)
-    monitor.info(f"{scene.height} x {scene.width} pixels ({scene.n_valid} valid), {scene.n_bands} bands, "
-                 f"{params.n_endmembers} endmembers: scalable path (approximate fusion, training on "
-                 f"{params.train_windows} windows of {params.window} pixels, tiles of {params.tile})")
-    device, _ = resolve_device(params.device)
-    saved_threads = torch.get_num_threads()
-    if params.threads > 0:
-        torch.set_num_threads(params.threads)
-    try:
+class ScalableStrategy(Strategy):
+    """Approximate fusion, training on windows, abundances tile by tile: bounded memory."""
+
+    name = "scalable"
+    fusion_share, training_share = 0.2, 0.85
+
+    def __init__(self, source):
+        self.source = source
+        self.fusion = None
+        self.boxes: List[Tuple[int, int, int, int]] = []
+
+    def describe(self, params: DFFNParams) -> str:
+        scene = self.source.scene
+        return (f"{scene.height} x {scene.width} pixels ({scene.n_valid} valid), {scene.n_bands} bands, "
+                f"{params.n_endmembers} endmembers: scalable path (approximate fusion, training on "
+                f"{params.train_windows} windows of {params.window} pixels, tiles of {params.tile})")
+
+    def training_batch(self, params: DFFNParams, device: torch.device, monitor: Monitor) -> TrainingBatch:
+        scene = self.source.scene
         t0 = time.perf_counter()
-        fusion = ScalableFusion.fit(source, params, device, scene.n_valid, monitor.sub(0.0, 0.2))
+        self.fusion = ScalableFusion.fit(self.source, params, device, scene.n_valid, monitor)
         t_ffm = time.perf_counter() - t0
         if params.w < 1:
-            monitor.info(f"feature fusion with {fusion.n_landmarks} landmarks: measured relative error of "
-                         f"the spatial term {fusion.relative_error:.2e} (tolerance {params.ffm_tolerance:g}); "
+            monitor.info(f"feature fusion with {self.fusion.n_landmarks} landmarks: measured relative error of "
+                         f"the spatial term {self.fusion.relative_error:.2e} (tolerance {params.ffm_tolerance:g}); "
                          f"took {t_ffm:.1f} s")
-        boxes = training_windows(scene.valid, params)
-        image, Y, index = training_batch(source, fusion, boxes, device)
+        self.boxes = training_windows(scene.valid, params)
+        image, Y, index = training_batch(self.source, self.fusion, self.boxes, device)
         if Y.shape[1] < params.n_endmembers + 1:
             raise InputError(f"the training windows hold only {Y.shape[1]} valid pixel(s); use more or "
                              f"larger windows, or the exact method")
-        monitor.info(f"training on {len(boxes)} windows ({Y.shape[1]} valid pixels)")
+        monitor.info(f"training on {len(self.boxes)} windows ({Y.shape[1]} valid pixels)")
         all_valid = index.size == image.shape[0] * image.shape[2] * image.shape[3]
-        outcome, params = train_with_cpu_fallback(image, Y, None if all_valid else index, params, monitor.sub(0.2, 0.85))
-        t_train = time.perf_counter() - t0 - t_ffm
+        return TrainingBatch(image, Y, None if all_valid else index, t_ffm)
 
-        endmembers, factors = fit_brightness(Y, outcome.endmembers)       # on the training pixels
-        monitor.info(BRIGHTNESS_NOTE)
-        predictor = TilePredictor(outcome.model, source, fusion, endmembers, params,
-                                  torch.device(outcome.device), monitor.sub(0.85, 1.0), brightness=factors)
+    def abundance_maps(self, outcome, endmembers, factors, batch, params, monitor) -> AbundanceMaps:
+        t0 = time.perf_counter()
+        predictor = TilePredictor(outcome.model, self.source, self.fusion, endmembers, params,
+                                  torch.device(outcome.device), monitor, brightness=factors)
         if predictor.refine:
             monitor.info(REFINED_NOTE)
         predictor.run()
         if predictor.n_empty:
             monitor.info(no_abundance_note(predictor.n_empty, params.n_endmembers))
-        t_tiles = time.perf_counter() - t0 - t_ffm - t_train
-    finally:
-        torch.set_num_threads(saved_threads)
-    error = predictor.error
-    extra = {"scalable": {"landmarks": fusion.n_landmarks, "ffm_relative_error": fusion.relative_error,
-                          "ffm_tolerance": params.ffm_tolerance, "training_windows": [list(b) for b in boxes],
-                          "training_pixels": int(Y.shape[1]), "tile": params.tile, "reach": aem_reach(params),
-                          "gpu_fell_back_to_cpu": predictor.cpu_fallback},
-             "endmember_brightness_factors": [float(f) for f in factors]}
-    if memory_plan:
-        extra["memory_estimate"] = memory_plan
-    record = run_record(scene, params, outcome, predictor.sum_stats(), float(np.nanmean(error)),
-                        {"ffm_s": round(t_ffm, 3), "training_s": round(t_train, 3), "tiles_s": round(t_tiles, 3)},
-                        method="scalable", extra=extra)
-    return UnmixResult(abundances=predictor.abundances, endmembers=endmembers.astype(np.float32),
-                       error=error, loss=outcome.loss, history=outcome.history, record=record)
+        fusion = self.fusion
+        extra = {"scalable": {"landmarks": fusion.n_landmarks, "ffm_relative_error": fusion.relative_error,
+                              "ffm_tolerance": params.ffm_tolerance,
+                              "training_windows": [list(b) for b in self.boxes],
+                              "training_pixels": int(batch.Y.shape[1]), "tile": params.tile,
+                              "reach": aem_reach(params), "gpu_fell_back_to_cpu": predictor.cpu_fallback}}
+        return AbundanceMaps(predictor.abundances, predictor.error, predictor.sum_stats(),
+                             float(np.nanmean(predictor.error)),
+                             {"tiles_s": round(time.perf_counter() - t0, 3)}, extra)
+
+
+def unmix_source(source, params: DFFNParams, monitor: Optional[Monitor] = None,
+                 memory_plan: Optional[dict] = None) -> UnmixResult:
+    """Unmix ``source`` (an :class:`ArraySource` or :class:`RasterSource`) on the scalable path."""
+    return drive(ScalableStrategy(source), source.scene, params, monitor, memory_plan)

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
-import numpy as np
-
 from .config import DFFNParams
 from ..errors import Cancelled, InputError
 from ..io.outputs import OutputPlan
@@ -68,34 +66,6 @@ def check_band_count(path: str, bands: Optional[Sequence[int]], n_endmembers: in
         raise InputError(f"{n_endmembers} endmembers need at least {n_endmembers + 1} bands; {have}")
 
 
-class RunContext:
-    """Global state a run changes, put back afterwards: torch's and numpy's random generators
-    (the engine seeds them) and torch's CPU thread count (set from ``params.threads``).
-
-    The Python of QGIS is shared with other plugins and with the next run.
-    """
-
-    def __init__(self, params: DFFNParams):
-        self.params = params
-
-    def __enter__(self) -> "RunContext":
-        import torch
-        self._torch = torch.random.get_rng_state()
-        self._numpy = np.random.get_state()
-        self._threads = torch.get_num_threads()
-        if self.params.threads > 0:
-            torch.set_num_threads(self.params.threads)
-        return self
-
-    def __exit__(self, *exc_info) -> bool:
-        import torch
-        torch.random.set_rng_state(self._torch)
-        np.random.set_state(self._numpy)
-        if torch.get_num_threads() != self._threads:
-            torch.set_num_threads(self._threads)
-        return False
-
-
 def run(request: RunRequest, monitor: Optional[Monitor] = None):
     """Check the request, unmix and write every planned output (all or nothing); a
     :class:`~dffn_qgis.core.run.pipeline.RunSummary`."""
@@ -105,8 +75,7 @@ def run(request: RunRequest, monitor: Optional[Monitor] = None):
     if not Path(path).exists() and "://" not in path and not path.startswith("/vsi"):
         raise InputError(f"input file not found: {path}")
     check_band_count(path, request.bands, request.params.n_endmembers)
-    with RunContext(request.params):
-        return unmix_file(path, request.outputs, request.params, bands=request.bands, monitor=monitor)
+    return unmix_file(path, request.outputs, request.params, bands=request.bands, monitor=monitor)
 
 
 def traceback_text(exc: BaseException) -> str:

@@ -5,23 +5,13 @@ import numpy as np
 import pytest
 from scipy.optimize import nnls
 
+from small_scenes import mixture
 from dffn_qgis.core.eval.baseline import estimate_snr, fcls, vca, vca_fcls
 from dffn_qgis.core.errors import InputError
 from dffn_qgis.core.eval.metrics import evaluate, format_report, match_hungarian, sad_matrix
 
 SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 SAMSON = SHARED / "samson" / "Samson.mat"
-
-
-def mixture(L=60, P=4, N=1500, noise=0.0, seed=0):
-    """Smooth random spectra mixed by Dirichlet abundances; the first P pixels are pure."""
-    rng = np.random.default_rng(seed)
-    x = np.linspace(0, 1, L)[:, None]
-    E = 0.2 + 0.6 * np.abs(np.sin(3 * x * rng.uniform(1, 4, P) + rng.uniform(0, 3, P)))
-    A = rng.dirichlet(np.full(P, 0.7), N).T
-    A[:, :P] = np.eye(P)
-    Y = E @ A + noise * rng.standard_normal((L, N))
-    return Y, E, A
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -7,7 +7,7 @@ from dffn_qgis.core.method.abundance_lsq import nnls
 from dffn_qgis.core.errors import InputError
 from dffn_qgis.core.method.model import spectral_angle
 
-from test_baseline import mixture
+from small_scenes import mixture
 
 
 @pytest.mark.parametrize("P", [3, 6])

@@ -102,13 +102,6 @@ def test_cuda_without_gpu_is_a_clear_error(tiny):
         _train(tiny, epochs=1, device="cuda")
 
 
-def test_threads_setting_is_restored(tiny):
-    import torch
-    before = torch.get_num_threads()
-    _train(tiny, epochs=1, threads=1)
-    assert torch.get_num_threads() == before
-
-
 def _scripted_losses(monkeypatch, sequences):
     """Make each new run's epochs report the losses of the next sequence (then its last value)."""
     from dffn_qgis.core.method import train as train_module

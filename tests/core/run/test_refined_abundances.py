@@ -13,7 +13,7 @@ from dffn_qgis.core.run.pipeline import unmix_file, unmix_scene
 from dffn_qgis.core.io.raster_io import read_scene
 from dffn_qgis.core.run.result import sum_to_one
 
-from test_scalable import _scene, tif_with_holes  # noqa: F401  (fixture)
+from small_scenes import scalable_scene as _scene
 
 QUICK = dict(n_endmembers=3, epochs=15, device="cpu", threads=1)
 

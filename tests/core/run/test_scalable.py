@@ -19,38 +19,11 @@ from dffn_qgis.core.run.progress import Monitor
 from dffn_qgis.core.io.raster_io import read_scene
 from dffn_qgis.core.io.raster_source import ArraySource, RasterSource
 from dffn_qgis.core.run.result import sum_to_one
-from dffn_qgis.core.io.scene import Scene
 
 import reliability_cases as cases
+from small_scenes import scalable_scene as _scene
 
 QUICK = dict(n_endmembers=3, epochs=3, device="cpu", threads=1)
-
-
-def _scene(height=40, width=44, bands=24, seed=3):
-    s = synthetic.make_scene(height, width, bands, 3, seed=seed, snr_db=40)
-    cube = (s.cube / s.cube.max()).astype(np.float32)
-    return Scene(data=cube, valid=np.ones(cube.shape[1:], bool), wavelengths=s.wavelengths,
-                 wavelength_units="nm", band_indices=list(range(1, bands + 1)),
-                 band_names=[f"band {b}" for b in range(1, bands + 1)], source="synthetic")
-
-
-@pytest.fixture(scope="module")
-def tif_with_holes(tmp_path_factory):
-    """A scaled (x10000) GeoTIFF with a nodata region, NaNs and one band without data."""
-    d = tmp_path_factory.mktemp("source")
-    s = synthetic.make_scene(70, 90, 16, 3, seed=2, snr_db=40)
-    path = synthetic.write_geotiff(s, d / "holes.tif", scale=10000)["image"]
-    from osgeo import gdal
-    ds = gdal.Open(str(path), gdal.GA_Update)
-    band = ds.GetRasterBand(5)
-    block = band.ReadAsArray()
-    block[3, 4] = band.GetNoDataValue()
-    band.WriteArray(block)
-    empty = ds.GetRasterBand(16)
-    empty.WriteArray(np.full((70, 90), empty.GetNoDataValue(), dtype=np.float32)
-                     .astype(empty.ReadAsArray().dtype))
-    ds = None
-    return Path(path)
 
 
 # ---------------------------------------------------------------------------------------------

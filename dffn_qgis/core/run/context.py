@@ -1,0 +1,34 @@
+"""The global state a run changes, put back afterwards."""
+from __future__ import annotations
+
+import numpy as np
+
+from .config import DFFNParams
+
+
+class RunContext:
+    """Global state a run changes, put back afterwards: torch's and numpy's random generators
+    (the engine seeds them) and torch's CPU thread count (set from ``params.threads``).
+
+    The Python of QGIS is shared with other plugins and with the next run.
+    """
+
+    def __init__(self, params: DFFNParams):
+        self.params = params
+
+    def __enter__(self) -> "RunContext":
+        import torch
+        self._torch = torch.random.get_rng_state()
+        self._numpy = np.random.get_state()
+        self._threads = torch.get_num_threads()
+        if self.params.threads > 0:
+            torch.set_num_threads(self.params.threads)
+        return self
+
+    def __exit__(self, *exc_info) -> bool:
+        import torch
+        torch.random.set_rng_state(self._torch)
+        np.random.set_state(self._numpy)
+        if torch.get_num_threads() != self._threads:
+            torch.set_num_threads(self._threads)
+        return False

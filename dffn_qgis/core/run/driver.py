@@ -1,0 +1,100 @@
+"""One driver for both ways of unmixing an image; the strategies differ only where they must.
+
+Every run checks the scene, fuses features, trains (falling back to the CPU when a GPU runs out
+of memory), rescales the endmembers to the data's brightness, computes the abundances and the
+reconstruction error, and records what it did. A :class:`Strategy` supplies the three steps that
+differ: what the network trains on (the whole fused image, or windows of an approximate fusion),
+how abundances are computed (at once, or tile by tile) and what it adds to the record.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..method.brightness import BRIGHTNESS_NOTE, fit_brightness
+from ..method.train import TrainOutcome, train_with_cpu_fallback
+from .config import DFFNParams
+from .context import RunContext
+from .progress import Monitor, as_monitor
+from .result import UnmixResult
+from .run_record import check_scene, run_record
+
+
+@dataclass
+class TrainingBatch:
+    """What the network trains on: ``image`` (L x H x W, or B x L x h x w windows), the valid pixels
+    ``Y`` (L x n) and their flat indices in ``image`` (None when all pixels are valid)."""
+
+    image: np.ndarray
+    Y: np.ndarray
+    valid_index: Optional[np.ndarray]
+    fusion_s: float
+
+
+@dataclass
+class AbundanceMaps:
+    """A strategy's abundances (P x rows x cols, NaN off the valid pixels), error map, the per-pixel
+    sums before normalisation, timings and what it adds to the record."""
+
+    abundances: np.ndarray
+    error: np.ndarray
+    sum_stats: dict
+    mean_angle: float
+    timings: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+
+class Strategy:
+    """The steps where the exact and the scalable method differ."""
+
+    name = ""
+    fusion_share = 0.1          # of the progress bar
+    training_share = 0.95       # end of training on the progress bar
+
+    def describe(self, params: DFFNParams) -> str:
+        raise NotImplementedError
+
+    def training_batch(self, params: DFFNParams, device: torch.device, monitor: Monitor) -> TrainingBatch:
+        raise NotImplementedError
+
+    def abundance_maps(self, outcome: TrainOutcome, endmembers: np.ndarray, factors: np.ndarray,
+                       batch: TrainingBatch, params: DFFNParams, monitor: Monitor) -> AbundanceMaps:
+        raise NotImplementedError
+
+
+def drive(strategy: Strategy, scene, params: DFFNParams, monitor: Optional[Monitor] = None,
+          memory_plan: Optional[dict] = None) -> UnmixResult:
+    """Unmix ``scene`` with ``strategy``: abundances, endmembers, error map and the run record."""
+    from .device import resolve_device
+
+    monitor = as_monitor(monitor)
+    params.validate()
+    check_scene(scene, params)
+    for note in scene.notes:
+        monitor.info(note)
+    monitor.info(strategy.describe(params))
+    with RunContext(params):
+        device, _ = resolve_device(params.device)
+        t0 = time.perf_counter()
+        batch = strategy.training_batch(params, device, monitor.sub(0.0, strategy.fusion_share))
+        outcome, params = train_with_cpu_fallback(batch.image, batch.Y, batch.valid_index, params,
+                                                  monitor.sub(strategy.fusion_share, strategy.training_share))
+        t_train = time.perf_counter() - t0 - batch.fusion_s
+
+        endmembers, factors = fit_brightness(batch.Y, outcome.endmembers)     # at the data's brightness
+        monitor.info(BRIGHTNESS_NOTE)
+        maps = strategy.abundance_maps(outcome, endmembers, factors, batch, params,
+                                       monitor.sub(strategy.training_share, 1.0))
+    extra = dict(maps.extra)
+    extra["endmember_brightness_factors"] = [float(f) for f in factors]
+    if memory_plan:
+        extra["memory_estimate"] = memory_plan
+    record = run_record(scene, params, outcome, maps.sum_stats, maps.mean_angle,
+                        {"ffm_s": round(batch.fusion_s, 3), "training_s": round(t_train, 3), **maps.timings},
+                        method=strategy.name, extra=extra)
+    return UnmixResult(abundances=maps.abundances, endmembers=endmembers.astype(np.float32), error=maps.error,
+                       loss=outcome.loss, history=outcome.history, record=record)

@@ -1,0 +1,32 @@
+"""The run context: torch's thread count and the random generators as they were before a run."""
+import numpy as np
+import torch
+
+from dffn_qgis.core.run.config import params_for
+from dffn_qgis.core.run.context import RunContext
+
+
+def test_threads_are_set_for_the_run_and_put_back():
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    with RunContext(params_for("paper", threads=wanted)):
+        assert torch.get_num_threads() == wanted
+    assert torch.get_num_threads() == before
+    with RunContext(params_for("paper", threads=0)):            # 0: torch's own choice stays
+        assert torch.get_num_threads() == before
+
+
+def test_random_states_are_put_back_even_after_a_failure():
+    torch.manual_seed(5)
+    np.random.seed(5)
+    expected = (torch.rand(2), np.random.rand(2))
+    torch.manual_seed(5)
+    np.random.seed(5)
+    try:
+        with RunContext(params_for("paper")):
+            torch.manual_seed(99)
+            np.random.seed(99)
+            raise RuntimeError("the run failed")
+    except RuntimeError:
+        pass
+    assert torch.equal(torch.rand(2), expected[0]) and np.array_equal(np.random.rand(2), expected[1])
