@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..run.config import DFFNParams
-from ..run.device import resolve_device, resolve_precision
+from ..run.device import Hardware, resolve_hardware
 from .model import DFFN, dffn_loss
 from ..run.progress import Monitor, as_monitor
 
@@ -91,18 +91,20 @@ def _seed_everything(seed: int) -> None:
 
 
 def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], params: DFFNParams,
-          monitor: Optional[Monitor] = None) -> TrainOutcome:
+          monitor: Optional[Monitor] = None, hardware: Optional[Hardware] = None) -> TrainOutcome:
     """Train DFFN on ``image`` (the enhanced image, L x H x W, or B x L x h x w training windows)
     against ``Y`` (L x n valid pixels).
 
     ``valid_index`` holds the flat indices (image, row, column order) of the valid pixels, or None
-    when all are. Torch's thread count is the caller's (:class:`~dffn_qgis.core.run.context.RunContext`
+    when all are. ``hardware``: the device and precision the run resolved (resolved here when not
+    given). Torch's thread count is the caller's (:class:`~dffn_qgis.core.run.context.RunContext`
     sets it from ``params.threads`` for a run).
     """
     monitor = as_monitor(monitor)
     params.validate()
-    device, device_reason = resolve_device(params.device)
-    autocast_dtype, precision_reason = resolve_precision(params.precision, device)
+    hardware = hardware or resolve_hardware(params.device, params.precision)
+    device, device_reason = hardware.device, hardware.device_reason
+    autocast_dtype, precision_reason = hardware.dtype, hardware.precision_reason
     monitor.info(f"device {device} ({device_reason}); precision {str(autocast_dtype).replace('torch.', '')} "
                  f"({precision_reason}); torch {torch.__version__}")
 
@@ -194,20 +196,20 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
 
 
 def train_with_cpu_fallback(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray],
-                            params: DFFNParams, monitor: Optional[Monitor] = None
-                            ) -> Tuple[TrainOutcome, DFFNParams]:
+                            params: DFFNParams, monitor: Optional[Monitor] = None,
+                            hardware: Optional[Hardware] = None) -> Tuple[TrainOutcome, DFFNParams]:
     """:func:`train`; on a GPU that runs out of memory, say so and train on the CPU instead.
 
     Returns the outcome and the parameters that produced it (``device="cpu"`` after a fallback).
     """
     monitor = as_monitor(monitor)
+    hardware = hardware or resolve_hardware(params.device, params.precision)
     try:
-        return train(image, Y, valid_index, params, monitor), params
+        return train(image, Y, valid_index, params, monitor, hardware), params
     except torch.OutOfMemoryError:
-        device, _ = resolve_device(params.device)
-        if device.type == "cpu":
+        if hardware.device.type == "cpu":
             raise
         torch.cuda.empty_cache()
-        monitor.info(f"out of memory on {device} while training: training on the CPU instead")
+        monitor.info(f"out of memory on {hardware.device} while training: training on the CPU instead")
         params = replace(params, device="cpu")
         return train(image, Y, valid_index, params, monitor), params

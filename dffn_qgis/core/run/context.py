@@ -4,17 +4,21 @@ from __future__ import annotations
 import numpy as np
 
 from .config import DFFNParams
+from .device import resolve_hardware
 
 
 class RunContext:
-    """Global state a run changes, put back afterwards: torch's and numpy's random generators
-    (the engine seeds them) and torch's CPU thread count (set from ``params.threads``).
+    """What a run resolves once and the global state it changes, put back afterwards.
 
-    The Python of QGIS is shared with other plugins and with the next run.
+    ``hardware``: the device and training precision (:func:`~dffn_qgis.core.run.device.resolve_hardware`).
+    Put back on exit: torch's and numpy's random generators (the engine seeds them) and torch's CPU
+    thread count (set from ``params.threads``). The Python of QGIS is shared with other plugins and
+    with the next run.
     """
 
     def __init__(self, params: DFFNParams):
         self.params = params
+        self.hardware = resolve_hardware(params.device, params.precision)
 
     def __enter__(self) -> "RunContext":
         import torch

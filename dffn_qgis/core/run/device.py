@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Tuple
 
 import torch
@@ -42,6 +43,27 @@ def cpu_has_native_bf16() -> bool:
     except OSError:
         pass
     return False
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """Where and in which precision a run trains, each with the sentence the log gives for it."""
+
+    device: torch.device
+    device_reason: str
+    dtype: torch.dtype
+    precision_reason: str
+
+    @property
+    def precision(self) -> str:
+        return str(self.dtype).replace("torch.", "")
+
+
+def resolve_hardware(device: str, precision: str) -> Hardware:
+    """The device and the training precision for the parameters' ``device`` and ``precision``."""
+    torch_device, device_reason = resolve_device(device)
+    dtype, precision_reason = resolve_precision(precision, torch_device)
+    return Hardware(torch_device, device_reason, dtype, precision_reason)
 
 
 def resolve_precision(precision: str, device: torch.device) -> Tuple[torch.dtype, str]:

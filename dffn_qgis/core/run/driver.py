@@ -69,20 +69,18 @@ class Strategy:
 def drive(strategy: Strategy, scene, params: DFFNParams, monitor: Optional[Monitor] = None,
           memory_plan: Optional[dict] = None) -> UnmixResult:
     """Unmix ``scene`` with ``strategy``: abundances, endmembers, error map and the run record."""
-    from .device import resolve_device
-
     monitor = as_monitor(monitor)
     params.validate()
     check_scene(scene, params)
     for note in scene.notes:
         monitor.info(note)
     monitor.info(strategy.describe(params))
-    with RunContext(params):
-        device, _ = resolve_device(params.device)
+    with RunContext(params) as context:
         t0 = time.perf_counter()
-        batch = strategy.training_batch(params, device, monitor.sub(0.0, strategy.fusion_share))
+        batch = strategy.training_batch(params, context.hardware.device, monitor.sub(0.0, strategy.fusion_share))
         outcome, params = train_with_cpu_fallback(batch.image, batch.Y, batch.valid_index, params,
-                                                  monitor.sub(strategy.fusion_share, strategy.training_share))
+                                                  monitor.sub(strategy.fusion_share, strategy.training_share),
+                                                  context.hardware)
         t_train = time.perf_counter() - t0 - batch.fusion_s
 
         endmembers, factors = fit_brightness(batch.Y, outcome.endmembers)     # at the data's brightness

@@ -128,10 +128,9 @@ def choose_method(n_pixels: int, params: DFFNParams) -> str:
     return "exact" if n_pixels <= params.exact_limit else "scalable"
 
 
-def _planned(method: str, n_bands: int, height: int, width: int, params: DFFNParams,
+def _planned(method: str, n_bands: int, height: int, width: int, params: DFFNParams, device: torch.device,
              monitor: Monitor, cache_bytes: int = 0) -> Tuple[str, DFFNParams, dict]:
     """Estimate memory; an automatic choice of the exact method that does not fit turns scalable."""
-    device, _ = resolve_device(params.device)
     run_params, plan = plan_memory(method, n_bands, height, width, params, device, cache_bytes=cache_bytes)
     if not plan["fits"] and method == "exact" and params.method == "auto":
         monitor.info(describe(plan) + ": too much for the exact method, using the scalable path")
@@ -155,7 +154,7 @@ def unmix_file(input_path: str, plan: OutputPlan, params: DFFNParams, bands: Opt
     """
     monitor = as_monitor(monitor)
     params.validate()
-    resolve_device(params.device)          # a wrong device fails before any work is done
+    device, _ = resolve_device(params.device)          # a wrong device fails before any work is done
     t0 = time.perf_counter()
     path = str(input_path)
     band_list = list(bands) if bands else None
@@ -172,7 +171,7 @@ def unmix_file(input_path: str, plan: OutputPlan, params: DFFNParams, bands: Opt
         cache_bytes = min(int(gdal.GetCacheMax()), height * width * ds.RasterCount * item)
         ds = None  # noqa: F841  (closes it)
     method, run_params, memory_plan = _planned(choose_method(height * width, params), n_bands, height, width,
-                                               params, monitor, cache_bytes)
+                                               params, device, monitor, cache_bytes)
     if method == "exact":
         if not in_memory:
             scene = read_scene(path, bands=band_list, monitor=monitor.sub(0.0, _READ))

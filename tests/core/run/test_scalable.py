@@ -10,6 +10,7 @@ from dffn_qgis.core.run import scalable
 from dffn_qgis.core.eval import synthetic
 from dffn_qgis.core.method import train as train_module
 from dffn_qgis.core.run.config import params_for
+from dffn_qgis.core.run.device import Hardware
 from dffn_qgis.core.method.ffm import fuse, spatial_product
 from dffn_qgis.core.method.ffm_scalable import ScalableFusion
 from dffn_qgis.core.method.model import DFFN
@@ -161,18 +162,18 @@ def test_gpu_out_of_memory_splits_tiles_then_falls_back_to_the_cpu(monkeypatch):
 def test_training_out_of_memory_on_the_gpu_retrains_on_the_cpu(monkeypatch):
     calls = []
 
-    def fake_train(image, Y, index, params, monitor):
+    def fake_train(image, Y, index, params, monitor, hardware=None):
         calls.append(params.device)
         if params.device.startswith("cuda"):
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return "outcome"
 
     monkeypatch.setattr(train_module, "train", fake_train)
-    monkeypatch.setattr(train_module, "resolve_device", lambda d: (torch.device(d), "test"))
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     log = []
+    gpu = Hardware(torch.device("cuda"), "test", torch.float32, "test")
     outcome, params = train_module.train_with_cpu_fallback(None, None, None, params_for("fast", device="cuda"),
-                                                           Monitor(info=log.append))
+                                                           Monitor(info=log.append), gpu)
     assert outcome == "outcome" and params.device == "cpu" and calls == ["cuda", "cpu"]
     assert any("training on the CPU instead" in m for m in log)
 
