@@ -61,6 +61,16 @@ class ProgressBar:
             self.stream.flush()
 
 
+def _endmember_count(text: str) -> int:
+    """``auto`` (0: estimated from the image) or a whole number."""
+    if text.strip().lower() == "auto":
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r} (a number of endmembers, or auto)")
+
+
 def _band_list(text: str) -> List[int]:
     """``"1-10,15,20-30"`` -> band numbers."""
     bands: List[int] = []
@@ -102,6 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
         _add_option(g if parameter.advanced else u, parameter)
     u.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")
 
+    c = sub.add_parser("count", help="estimate the number of endmembers of a raster (HySime, HFC)",
+                       description="Estimate how many endmembers INPUT holds: HySime (signal subspace, noise "
+                                   "by regression across bands and from neighbouring pixels) and HFC virtual "
+                                   "dimensionality; prints both and the recommended count.")
+    c.add_argument("input", metavar="INPUT", help="raster file (GeoTIFF, ENVI, VRT, ...) or MATLAB .mat file")
+    c.add_argument("--bands", type=_band_list, default=None, metavar="LIST",
+                   help="1-based bands to use (default: all except bands flagged bad)")
+    c.add_argument("--far", type=float, default=None,
+                   help="false-alarm rate of HFC (default 1e-3)")
+    c.add_argument("--report", default=None, metavar="HTML",
+                   help="also write an HTML report with the curves (a PNG of the same name beside it)")
+    c.add_argument("--json", action="store_true", help="print the estimates as JSON")
+
     e = sub.add_parser("evaluate", help="score a result folder against ground truth",
                        description="Score the outputs of 'unmix' in OUTPUT_DIR against ground truth: SAD per "
                                    "endmember (radians and degrees) and abundance RMSE, with one-to-one "
@@ -129,8 +152,9 @@ def _add_option(group, parameter: Parameter) -> None:
     """One command-line option of the schema's ``parameter`` (checked by ``DFFNParams.validate``)."""
     kwargs = dict(dest=parameter.name, default=None)
     if parameter.name == "n_endmembers":
-        kwargs.update(required=True, metavar="P")
-        text = f"{parameter.help}, {parameter.range_text}"
+        kwargs.update(required=True, metavar="P", type=_endmember_count)
+        group.add_argument(*parameter.cli_flags, help=f"{parameter.help}; 2 to {parameter.high:g}", **kwargs)
+        return
     else:
         text = f"{parameter.help} ({_preset_values(parameter.name)})"
     if parameter.kind is str:
@@ -174,6 +198,23 @@ def _run_unmix(args) -> int:
     return 0
 
 
+def _run_count(args) -> int:
+    from .core.method.endmember_count import DEFAULT_FAR
+    from .core.run import service
+    from .core.run.progress import Monitor
+
+    bar = ProgressBar(enabled=not args.json)
+    estimate = service.count(args.input, args.bands, DEFAULT_FAR if args.far is None else args.far,
+                             args.report, Monitor(bar, None, bar.info))
+    if args.json:
+        print(json.dumps(estimate.to_dict(), indent=2))
+    else:
+        print(estimate.describe())
+        if args.report:
+            print(f"report: {args.report}")
+    return 0
+
+
 def _run_evaluate(args) -> int:
     from .core.eval.metrics import evaluate_output_dir, format_report
 
@@ -186,7 +227,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
-        return _run_unmix(args) if args.command == "unmix" else _run_evaluate(args)
+        return {"unmix": _run_unmix, "count": _run_count, "evaluate": _run_evaluate}[args.command](args)
     except Exception as exc:
         from .core.run.service import describe_failure
         if isinstance(exc, Cancelled):

@@ -69,3 +69,26 @@ def test_unmix_then_evaluate(tiny_tif, tmp_path):
     assert "mean SAD" in ev.stdout and "rad (" in ev.stdout and "mean RMSE" in ev.stdout
     js = json.loads(cli("evaluate", out, "--truth", truth, "--json").stdout)
     assert 0 <= js["mean_sad_rad"] < 1.6 and js["one_to_one"]["sad_deg"]
+
+
+def test_count_prints_the_estimates_and_writes_its_report(tmp_path):
+    s = synthetic.make_scene(40, 40, 60, 4, seed=12, snr_db=35)
+    tif = Path(synthetic.write_geotiff(s, tmp_path / "four.tif")["image"])
+    res = cli("count", tif, "--json", "--report", tmp_path / "rep" / "count.html")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["recommended"] == 4 and data["hysime"] == 4 and data["pixels_used"] > 1000
+    assert (tmp_path / "rep" / "count.html").exists() and (tmp_path / "rep" / "count.png").stat().st_size > 1000
+    assert "recommended 4" in cli("count", tif).stdout
+
+
+def test_auto_endmembers_uses_the_estimate_and_records_it(tmp_path):
+    s = synthetic.make_scene(24, 24, 40, 3, seed=13, snr_db=40)
+    tif = Path(synthetic.write_geotiff(s, tmp_path / "three.tif")["image"])
+    out = tmp_path / "out"
+    res = cli("unmix", tif, "-p", "auto", "-o", out, "--preset", "paper", "--epochs", "3", "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    assert "unmixing with 3 endmembers" in res.stderr
+    record = json.loads((out / "three_abundances.json").read_text())
+    assert record["params"]["n_endmembers"] == 3 and record["endmember_count"]["recommended"] == 3
+    assert cli("unmix", tif, "-p", "many", "-o", out).returncode == 2

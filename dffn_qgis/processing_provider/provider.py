@@ -4,6 +4,7 @@ import os
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from .count_algorithm import DFFNCountAlgorithm
 from .unmix_algorithm import DFFNUnmixAlgorithm
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,6 +39,7 @@ class DFFNProvider(QgsProcessingProvider):
 
     def loadAlgorithms(self):
         self.addAlgorithm(DFFNUnmixAlgorithm())
+        self.addAlgorithm(DFFNCountAlgorithm())
 
     # The engine writes GeoTIFF only, so the dialogs offer only that.
     def supportedOutputRasterLayerExtensions(self):

@@ -74,6 +74,20 @@ def _safe_prefix(name):
     return prefix or "dffn"
 
 
+def input_path(layer):
+    """The file behind a raster layer, or an explanation why the engine cannot read it."""
+    if layer.providerType() != "gdal":
+        raise QgsProcessingException(
+            _tr("DFFN reads raster files through GDAL; layer '{}' comes from the '{}' provider. "
+                "Save it as a GeoTIFF first (Export > Save As...).").format(layer.name(), layer.providerType()))
+    source = layer.source()
+    try:
+        path = QgsProviderRegistry.instance().decodeUri("gdal", source).get("path") or source
+    except Exception:
+        path = source
+    return path
+
+
 class _ProgressBridge:
     """Core Monitor callbacks → QgsProcessingFeedback, thread-safe (feedback emits signals)."""
 
@@ -150,7 +164,8 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
             "",
             _tr("Input raster: a hyperspectral image, one band per wavelength. Its nodata pixels stay "
                 "nodata in every output. Wavelengths are read from the file's metadata when present."),
-            _tr("Number of endmembers: how many materials to separate (at least 2)."),
+            _tr("Number of endmembers: how many materials to separate (at least 2); 0 estimates it from the "
+                "image with HySime, as the Count endmembers tool does, and says so in the log."),
             _tr("Bands: optional subset of bands to use (for example without water absorption bands); "
                 "empty uses all bands."),
             _tr("Preset: 'fast' uses a learning-rate schedule that converges sooner, stops when the "
@@ -321,20 +336,6 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
         except InputError as exc:
             raise QgsProcessingException(str(exc))
 
-    @staticmethod
-    def input_path(layer):
-        """The file behind a raster layer, or an explanation why the engine cannot read it."""
-        if layer.providerType() != "gdal":
-            raise QgsProcessingException(
-                _tr("DFFN reads raster files through GDAL; layer '{}' comes from the '{}' provider. "
-                    "Save it as a GeoTIFF first (Export > Save As...).").format(layer.name(), layer.providerType()))
-        source = layer.source()
-        try:
-            path = QgsProviderRegistry.instance().decodeUri("gdal", source).get("path") or source
-        except Exception:
-            path = source
-        return path
-
     # ----------------------------------------------------------------------------- run
     def processAlgorithm(self, parameters, context, feedback):
         problems = deps.check()
@@ -349,7 +350,7 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
             raise QgsProcessingException(self.invalidRasterError(parameters, self.INPUT))
-        path = self.input_path(layer)
+        path = input_path(layer)
         bands = self.parameterAsInts(parameters, self.BANDS, context) or None
         preset, params = self.params_from(parameters, context)
 

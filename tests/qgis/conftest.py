@@ -34,10 +34,6 @@ def dffn_provider(qgis_app):
             pass
     from dffn_qgis.processing_provider.provider import DFFNProvider
 
-    from dffn_qgis.gui.plot_dock import show_plot
-    from dffn_qgis.processing_provider.postprocess import set_plot_viewer
-
-    set_plot_viewer(show_plot)          # as the plugin's initGui does in the desktop
     provider = registry.providerById("dffn")
     if provider is None:
         provider = DFFNProvider()
@@ -62,3 +58,23 @@ def clean_project():
     QgsProject.instance().clear()
     yield QgsProject.instance()
     QgsProject.instance().clear()
+
+
+@pytest.fixture(autouse=True)
+def plot_viewer():
+    """The spectra panel shows a run's plot, as the plugin's initGui arranges in the desktop (a test
+    that unloads the plugin detaches it)."""
+    from dffn_qgis.gui.plot_dock import show_plot
+    from dffn_qgis.processing_provider.postprocess import set_plot_viewer
+
+    set_plot_viewer(show_plot)
+    yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def collect_before_qgis_exits(qgis_app):
+    """Python objects in reference cycles that wrap QGIS or GDAL objects are freed while QGIS still
+    runs: freed by a garbage collection after QGIS has exited, they crash the interpreter."""
+    yield
+    import gc
+    gc.collect()

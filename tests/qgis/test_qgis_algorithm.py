@@ -394,3 +394,24 @@ def test_processing_and_the_command_line_write_the_same_files(dffn_provider, sce
     for name in os.listdir(cli_dir):
         if name.endswith((".tif", ".csv", ".sli")):
             assert (cli_dir / name).read_bytes() == (qgis_dir / name).read_bytes(), name
+
+
+def test_count_endmembers_algorithm_gives_numbers_and_a_report(dffn_provider, tmp_path):
+    from qgis_helpers import write_scene
+
+    tif = write_scene(tmp_path / "four.tif", seed=3, height=40, width=40, bands=60, endmembers=4)
+    results = processing.run("dffn:countendmembers", {"INPUT": tif, "REPORT": str(tmp_path / "count.html")})
+    assert results["RECOMMENDED"] == 4 and results["HYSIME"] == 4
+    assert isinstance(results["HFC"], int) and os.path.exists(str(tmp_path / "count.png"))
+    assert "<html" in open(results["REPORT"], encoding="utf-8").read().lower()
+
+
+def test_zero_endmembers_means_estimated(dffn_provider, tmp_path):
+    from qgis_helpers import write_scene
+
+    tif = write_scene(tmp_path / "three.tif", seed=4, height=24, width=24, bands=40, endmembers=3)
+    feedback = RecordingFeedback()
+    values = dict(FAST, INPUT=tif, N_ENDMEMBERS=0, OUTPUT=str(tmp_path / "ab.tif"))
+    processing.run("dffn:unmix", values, feedback=feedback)
+    assert any("unmixing with 3 endmembers" in line for line in feedback.infos)
+    assert gdal.Open(str(tmp_path / "ab.tif")).RasterCount == 3

@@ -106,7 +106,7 @@ def test_parameters_and_outputs(dffn_provider):
     assert isinstance(p["INPUT"], QgsProcessingParameterRasterLayer)
     n = p["N_ENDMEMBERS"]
     assert isinstance(n, QgsProcessingParameterNumber)
-    assert n.defaultValue() == 3 and n.minimum() == 2
+    assert n.defaultValue() == 3 and n.minimum() == 0          # 0: estimated from the image
     bands = p["BANDS"]
     assert isinstance(bands, QgsProcessingParameterBand)
     assert bands.allowMultiple() and bands.parentLayerParameterName() == "INPUT"

@@ -198,6 +198,20 @@ class _Staging:
         self._pairs = []
 
 
+def write_files_atomically(contents: dict) -> None:
+    """Write ``{path: bytes}`` all or nothing (temporary names, renamed together); folders are
+    created when missing."""
+    staging = _Staging()
+    try:
+        for path, data in contents.items():
+            _ensure_writable_dir(Path(path).parent)
+            Path(staging.temp(path)).write_bytes(data)
+        staging.commit()
+    except BaseException:
+        staging.discard()
+        raise
+
+
 # ---------------------------------------------------------------------------------------------
 # the writing itself
 

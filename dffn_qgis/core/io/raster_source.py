@@ -51,6 +51,9 @@ class ArraySource:
     def width(self) -> int:
         return self.scene.width
 
+    def close(self) -> None:
+        """Nothing to release: the scene is in memory (a :class:`RasterSource` closes its file)."""
+
     def read(self, row0: int, col0: int, rows: int, cols: int) -> Tuple[np.ndarray, np.ndarray]:
         """(L x rows x cols float32 scaled data with 0 at invalid pixels, rows x cols validity)."""
         window = (slice(row0, row0 + rows), slice(col0, col0 + cols))

@@ -9,13 +9,14 @@ how abundances are computed (at once, or tile by tile) and what it adds to the r
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Optional
+from dataclasses import dataclass, field, replace
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
 
 from ..method.brightness import BRIGHTNESS_NOTE, fit_brightness
+from ..method.endmember_count import CountEstimate, count_source
 from ..method.train import TrainOutcome, train_with_cpu_fallback
 from .config import DFFNParams
 from .context import RunContext
@@ -49,9 +50,11 @@ class AbundanceMaps:
 
 
 class Strategy:
-    """The steps where the exact and the scalable method differ."""
+    """The steps where the exact and the scalable method differ; ``source`` reads the image's pixels
+    window by window (an ArraySource or RasterSource)."""
 
     name = ""
+    source = None
     fusion_share = 0.1          # of the progress bar
     training_share = 0.95       # end of training on the progress bar
 
@@ -66,11 +69,26 @@ class Strategy:
         raise NotImplementedError
 
 
+def resolve_count(params: DFFNParams, source, monitor: Monitor,
+                  count: Optional[CountEstimate] = None) -> Tuple[DFFNParams, Optional[CountEstimate]]:
+    """``n_endmembers = 0``: the recommended estimate of :mod:`~dffn_qgis.core.method.endmember_count`
+    (``count``, or counted now on ``source``), said in the log; any other value is kept."""
+    if params.n_endmembers != 0:
+        return params, count
+    count = count or count_source(source, monitor=monitor)
+    monitor.info(f"{count.describe()}: unmixing with {count.recommended} endmembers")
+    return replace(params, n_endmembers=count.recommended), count
+
+
 def drive(strategy: Strategy, scene, params: DFFNParams, monitor: Optional[Monitor] = None,
-          memory_plan: Optional[dict] = None) -> UnmixResult:
-    """Unmix ``scene`` with ``strategy``: abundances, endmembers, error map and the run record."""
+          memory_plan: Optional[dict] = None, count: Optional[CountEstimate] = None) -> UnmixResult:
+    """Unmix ``scene`` with ``strategy``: abundances, endmembers, error map and the run record.
+
+    ``count``: the endmember count estimate the number of endmembers came from, for the record
+    (made here when ``params.n_endmembers`` is 0)."""
     monitor = as_monitor(monitor)
     params.validate()
+    params, count = resolve_count(params, strategy.source, monitor, count)
     check_scene(scene, params)
     for note in scene.notes:
         monitor.info(note)
@@ -91,6 +109,8 @@ def drive(strategy: Strategy, scene, params: DFFNParams, monitor: Optional[Monit
     extra["endmember_brightness_factors"] = [float(f) for f in factors]
     if memory_plan:
         extra["memory_estimate"] = memory_plan
+    if count is not None:
+        extra["endmember_count"] = count.to_dict()
     record = run_record(scene, params, outcome, maps.sum_stats, maps.mean_angle,
                         {"ffm_s": round(batch.fusion_s, 3), "training_s": round(t_train, 3), **maps.timings},
                         method=strategy.name, extra=extra)

@@ -73,6 +73,12 @@ class Parameter:
         return self.check(value) if self.check is not None else None
 
 
+def _endmember_count(value) -> Optional[str]:
+    if value == 1:
+        return "n_endmembers must be at least 2, or 0 to estimate it from the image (got 1)"
+    return None
+
+
 def _odd(value) -> Optional[str]:
     if value % 2 == 0:
         return f"the kernel size must be an odd number (got {value})"
@@ -91,8 +97,9 @@ def _device(value) -> Optional[str]:
 SCHEMA: Tuple[Parameter, ...] = (
     # --- basic: in the dialog's main part
     Parameter("n_endmembers", int, "Number of endmembers",
-              "how many materials (endmembers) to separate", 2, MAX_ENDMEMBERS, advanced=False,
-              flags=("-p", "--endmembers")),
+              "how many materials (endmembers) to separate; 0 (command line: auto) estimates it from the "
+              "image (HySime, see the count tool)", 0, MAX_ENDMEMBERS, advanced=False,
+              flags=("-p", "--endmembers"), check=_endmember_count),
     Parameter("device", str, "Device",
               "auto: a CUDA GPU when torch sees one, otherwise the CPU; cpu; cuda (fails without a GPU); "
               "the command line also takes cuda:N", choices=DEVICES, advanced=False, check=_device),

@@ -22,7 +22,7 @@ from ..io.gdal_open import open_raster
 from ..io.raster_io import read_scene
 from ..io.raster_source import ArraySource, RasterSource
 from .result import UnmixResult, no_abundance_note, sum_to_one
-from .driver import AbundanceMaps, Strategy, TrainingBatch, drive
+from .driver import AbundanceMaps, Strategy, TrainingBatch, drive, resolve_count
 from .run_record import check_scene, raw_sum_stats  # noqa: F401  (check_scene: public)
 from .scalable import unmix_source
 from ..io.scene import Scene
@@ -65,6 +65,7 @@ class ExactStrategy(Strategy):
 
     def __init__(self, scene: Scene):
         self.scene = scene
+        self.source = ArraySource(scene)
 
     def describe(self, params: DFFNParams) -> str:
         scene = self.scene
@@ -109,7 +110,7 @@ class ExactStrategy(Strategy):
 
 
 def unmix_scene(scene: Scene, params: DFFNParams, monitor: Optional[Monitor] = None,
-                memory_plan: Optional[dict] = None) -> UnmixResult:
+                memory_plan: Optional[dict] = None, count=None) -> UnmixResult:
     """Unmix an in-memory scene; abundances, endmembers, error map and the run record.
 
     The exact method, unless ``params.method`` is ``scalable`` (or ``auto`` and the image is
@@ -117,8 +118,8 @@ def unmix_scene(scene: Scene, params: DFFNParams, monitor: Optional[Monitor] = N
     """
     params.validate()
     if choose_method(scene.height * scene.width, params) == "scalable":
-        return unmix_source(ArraySource(scene), params, monitor, memory_plan=memory_plan)
-    return drive(ExactStrategy(scene), scene, params, monitor, memory_plan)
+        return unmix_source(ArraySource(scene), params, monitor, memory_plan=memory_plan, count=count)
+    return drive(ExactStrategy(scene), scene, params, monitor, memory_plan, count)
 
 
 def choose_method(n_pixels: int, params: DFFNParams) -> str:
@@ -170,19 +171,31 @@ def unmix_file(input_path: str, plan: OutputPlan, params: DFFNParams, bands: Opt
         item = gdal.GetDataTypeSize(ds.GetRasterBand(1).DataType) // 8
         cache_bytes = min(int(gdal.GetCacheMax()), height * width * ds.RasterCount * item)
         ds = None  # noqa: F841  (closes it)
+    count = None
+    if params.n_endmembers == 0:            # estimated before the memory plan, which depends on it
+        counted = (ArraySource(scene) if in_memory
+                   else RasterSource(path, bands=band_list, monitor=monitor.sub(0.0, _READ)))
+        try:
+            params, count = resolve_count(params, counted, monitor.sub(0.0, _READ))
+        finally:
+            counted.close()
     method, run_params, memory_plan = _planned(choose_method(height * width, params), n_bands, height, width,
                                                params, device, monitor, cache_bytes)
     if method == "exact":
         if not in_memory:
             scene = read_scene(path, bands=band_list, monitor=monitor.sub(0.0, _READ))
         t_read = time.perf_counter() - t0
-        result = unmix_scene(scene, run_params, monitor.sub(_READ, _TRAIN), memory_plan=memory_plan)
+        result = unmix_scene(scene, run_params, monitor.sub(_READ, _TRAIN), memory_plan=memory_plan, count=count)
     else:
         source = (ArraySource(scene) if in_memory
                   else RasterSource(path, bands=band_list, monitor=monitor.sub(0.0, _READ)))
         scene = source.scene
         t_read = time.perf_counter() - t0
-        result = unmix_source(source, run_params, monitor.sub(_READ, _TRAIN), memory_plan=memory_plan)
+        try:
+            result = unmix_source(source, run_params, monitor.sub(_READ, _TRAIN), memory_plan=memory_plan,
+                                  count=count)
+        finally:
+            source.close()
     t1 = time.perf_counter()
     result.record["timings"]["read_s"] = round(t_read, 3)
     paths = write_outputs(plan, scene, result, monitor.sub(_TRAIN, 1.0))

@@ -232,6 +232,6 @@ class ScalableStrategy(Strategy):
 
 
 def unmix_source(source, params: DFFNParams, monitor: Optional[Monitor] = None,
-                 memory_plan: Optional[dict] = None) -> UnmixResult:
+                 memory_plan: Optional[dict] = None, count=None) -> UnmixResult:
     """Unmix ``source`` (an :class:`ArraySource` or :class:`RasterSource`) on the scalable path."""
-    return drive(ScalableStrategy(source), source.scene, params, monitor, memory_plan)
+    return drive(ScalableStrategy(source), source.scene, params, monitor, memory_plan, count)

@@ -15,7 +15,7 @@ from typing import Optional, Sequence, Tuple
 from .config import DFFNParams
 from ..errors import Cancelled, InputError
 from ..io.outputs import OutputPlan
-from .progress import Monitor
+from .progress import Monitor, as_monitor
 
 NOTHING_WRITTEN = "no output was written"
 
@@ -74,12 +74,45 @@ def run(request: RunRequest, monitor: Optional[Monitor] = None):
     path = request.input_path
     if not Path(path).exists() and "://" not in path and not path.startswith("/vsi"):
         raise InputError(f"input file not found: {path}")
-    check_band_count(path, request.bands, request.params.n_endmembers)
+    check_band_count(path, request.bands, max(request.params.n_endmembers, 2))
     return unmix_file(path, request.outputs, request.params, bands=request.bands, monitor=monitor)
 
 
 def traceback_text(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def count(input_path, bands: Optional[Sequence[int]] = None, far: Optional[float] = None,
+          report_html=None, monitor: Optional[Monitor] = None):
+    """Estimate the number of endmembers of a raster (a window-by-window pass); with ``report_html``
+    also write the HTML report and the curves as a PNG of the same name (both or neither)."""
+    from ..io.raster_io import read_scene
+    from ..io.raster_source import ArraySource, RasterSource
+    from ..method.endmember_count import DEFAULT_FAR, count_source
+
+    monitor = as_monitor(monitor)
+    path = str(input_path)
+    if not Path(path).exists() and "://" not in path and not path.startswith("/vsi"):
+        raise InputError(f"input file not found: {path}")
+    band_list = list(bands) if bands else None
+    if path.lower().endswith(".mat"):
+        source = ArraySource(read_scene(path, bands=band_list, monitor=monitor.sub(0.0, 0.3)))
+    else:
+        source = RasterSource(path, bands=band_list, monitor=monitor.sub(0.0, 0.3))
+    try:
+        estimate = count_source(source, DEFAULT_FAR if far is None else far, monitor=monitor.sub(0.3, 0.9))
+    finally:
+        source.close()
+    if report_html:
+        from ..io.outputs import write_files_atomically
+        from ..report.count_report import count_figure, count_html
+        from ..report.plotting import figure_to_png_bytes
+
+        stem = Path(str(report_html)).with_suffix("")
+        write_files_atomically({str(report_html): count_html(estimate, path).encode("utf-8"),
+                                str(stem) + ".png": figure_to_png_bytes(count_figure(estimate, Path(path).name))})
+    monitor.progress(1.0, "counted")
+    return estimate
 
 
 def one_line(exc: BaseException) -> str:

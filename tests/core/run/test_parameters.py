@@ -40,9 +40,16 @@ def test_every_parameter_is_a_command_line_option_with_the_schema_rules(paramete
         with pytest.raises(InputError, match=parameter.name if parameter.check is None else "unknown"):
             replace(base, **{parameter.name: "no-such-choice"}).validate()
         return
-    assert action.type is parameter.kind
+    if parameter.name == "n_endmembers":
+        assert action.type("auto") == 0 and action.type("4") == 4        # 0: estimated from the image
+        with pytest.raises(InputError, match="or 0 to estimate it"):
+            replace(base, n_endmembers=1).validate()
+    else:
+        assert action.type is parameter.kind
     for ok in (parameter.low, parameter.high):
-        value = parameter.kind(ok) if parameter.check is None or parameter.kind(ok) % 2 else parameter.kind(ok) - 1
+        value = parameter.kind(ok)
+        if parameter.name == "kernel" and value % 2 == 0:
+            value -= 1                                          # kernel sizes are odd
         replace(base, **{parameter.name: value}).validate()
     step = 1 if parameter.kind is int else max(abs(parameter.high) * 1e-6, 1e-12)
     for bad, words in ((parameter.low - step, "at least"), (parameter.high + step, "at most")):

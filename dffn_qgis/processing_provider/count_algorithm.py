@@ -1,0 +1,111 @@
+"""Processing algorithm ``dffn:countendmembers``: how many endmembers a raster holds (HySime, HFC)."""
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterBand,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+)
+
+from ..core import deps
+from ..core.method.endmember_count import DEFAULT_FAR
+from .unmix_algorithm import _DOUBLE, _ProgressBridge, _failure_message, _tr, input_path
+
+
+class DFFNCountAlgorithm(QgsProcessingAlgorithm):
+    INPUT = "INPUT"
+    BANDS = "BANDS"
+    FAR = "FAR"
+    REPORT = "REPORT"
+    RECOMMENDED = "RECOMMENDED"
+    HYSIME = "HYSIME"
+    HYSIME_SPATIAL = "HYSIME_SPATIAL"
+    HFC = "HFC"
+
+    def createInstance(self):
+        return DFFNCountAlgorithm()
+
+    def name(self):
+        return "countendmembers"
+
+    def displayName(self):
+        return _tr("Count endmembers")
+
+    def group(self):
+        return _tr("Hyperspectral unmixing")
+
+    def groupId(self):
+        return "unmixing"
+
+    def tags(self):
+        return _tr("hyperspectral,unmixing,endmember,number,hysime,hfc,virtual dimensionality").split(",")
+
+    def shortDescription(self):
+        return _tr("Estimates how many endmembers a hyperspectral raster holds (HySime and HFC).")
+
+    def shortHelpString(self):
+        return "\n".join([
+            _tr("Estimates the number of endmembers (pure materials) of a hyperspectral raster, the value "
+                "to give DFFN Unmix (which also takes 0 to estimate it itself)."),
+            "",
+            _tr("HySime finds the signal subspace: the eigenvectors whose signal power exceeds twice the "
+                "noise power. The noise is estimated twice, by regressing each band on the others and from "
+                "differences of neighbouring pixels; where the first count is more than twice the second "
+                "(smooth real spectra let the regression explain the noise away) the second is recommended. "
+                "HFC (virtual dimensionality) counts the eigenvalues of the correlation matrix that exceed "
+                "those of the covariance matrix at the false-alarm rate FAR."),
+            "",
+            _tr("Input raster: any raster GDAL reads; nodata pixels are left out; large rasters are read "
+                "window by window and at most 100000 pixels are used."),
+            _tr("Bands: optional subset (empty: all bands except those flagged bad)."),
+            _tr("False-alarm rate (FAR): of HFC's test, between 0 and 0.5; smaller counts fewer."),
+            _tr("Report (REPORT): an HTML page with both curves (a PNG of the same name beside it)."),
+            "",
+            _tr("Outputs RECOMMENDED, HYSIME, HYSIME_SPATIAL and HFC are numbers a model can use, for "
+                "example as DFFN Unmix's number of endmembers."),
+        ])
+
+    def initAlgorithm(self, config=None):
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, _tr("Input hyperspectral raster")))
+        self.addParameter(QgsProcessingParameterBand(
+            self.BANDS, _tr("Bands to use (empty: all)"), None, self.INPUT, optional=True, allowMultiple=True))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.FAR, _tr("HFC false-alarm rate"), type=_DOUBLE, defaultValue=DEFAULT_FAR, minValue=1e-12,
+            maxValue=0.49))
+        report = QgsProcessingParameterFileDestination(
+            self.REPORT, _tr("Report with the curves (HTML)"), "HTML files (*.html *.htm)", optional=True)
+        report.setCreateByDefault(True)
+        self.addParameter(report)
+        for name, label in ((self.RECOMMENDED, "Recommended number of endmembers"),
+                            (self.HYSIME, "HySime (noise by regression)"),
+                            (self.HYSIME_SPATIAL, "HySime (noise from neighbouring pixels)"),
+                            (self.HFC, "HFC virtual dimensionality")):
+            self.addOutput(QgsProcessingOutputNumber(name, _tr(label)))
+
+    def checkParameterValues(self, parameters, context):
+        missing = deps.missing_dependencies()
+        if missing:
+            return False, deps.install_hint(missing)
+        return super().checkParameterValues(parameters, context)
+
+    def processAlgorithm(self, parameters, context, feedback):
+        from ..core.run import service
+        from ..core.run.progress import Monitor
+
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if layer is None:
+            raise QgsProcessingException(self.invalidRasterError(parameters, self.INPUT))
+        bands = self.parameterAsInts(parameters, self.BANDS, context) or None
+        far = self.parameterAsDouble(parameters, self.FAR, context)
+        report = self.parameterAsFileOutput(parameters, self.REPORT, context) or None
+        bridge = _ProgressBridge(feedback)
+        monitor = Monitor(progress=bridge.progress, is_cancelled=bridge.is_cancelled, info=bridge.info)
+        try:
+            estimate = service.count(input_path(layer), bands, far, report, monitor)
+        except Exception as exc:
+            raise QgsProcessingException(_failure_message(exc))
+        feedback.pushInfo(estimate.describe())
+        return {self.RECOMMENDED: estimate.recommended, self.HYSIME: estimate.hysime,
+                self.HYSIME_SPATIAL: estimate.hysime_spatial, self.HFC: estimate.hfc, self.REPORT: report}
