@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: setup demo test test-core bench bench-scenes bench-scale package install clean
+.PHONY: setup demo test test-core bench bench-apply bench-scenes bench-scale package install clean
 
 setup:
 	@bash scripts/setup.sh

@@ -125,6 +125,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write an HTML report with the curves (a PNG of the same name beside it)")
     c.add_argument("--json", action="store_true", help="print the estimates as JSON")
 
+    a = sub.add_parser("apply", help="unmix a raster with given spectra (a run's endmembers or a library)",
+                       description="Unmix INPUT with the spectra of --spectra (a run's _endmembers.csv or .sli, or "
+                                   "any CSV with a wavelength or band column, or ENVI library): FCLS, NNLS or "
+                                   "least squares, tile by tile; the same outputs as unmix.")
+    a.add_argument("input", metavar="INPUT", help="raster file (GeoTIFF, ENVI, VRT, ...)")
+    a.add_argument("--spectra", required=True, metavar="FILE", help="CSV or ENVI spectral library (.sli/.hdr)")
+    a.add_argument("-o", "--output-dir", required=True, metavar="DIR", help="folder for the outputs")
+    a.add_argument("--solver", choices=["fcls", "nnls", "ls"], default="fcls",
+                   help="fcls: fractions, non-negative and summing to one (default); nnls: non-negative, scaled "
+                        "to sum to one; ls: unconstrained least squares")
+    a.add_argument("--bands", type=_band_list, default=None, metavar="LIST",
+                   help="1-based bands to use (default: all except bands flagged bad)")
+    a.add_argument("--prefix", default=None, help="file name prefix of the outputs (default: input's name)")
+    a.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")
+
     e = sub.add_parser("evaluate", help="score a result folder against ground truth",
                        description="Score the outputs of 'unmix' in OUTPUT_DIR against ground truth: SAD per "
                                    "endmember (radians and degrees) and abundance RMSE, with one-to-one "
@@ -215,6 +230,19 @@ def _run_count(args) -> int:
     return 0
 
 
+def _run_apply(args) -> int:
+    from .core.io.outputs import plan_outputs
+    from .core.run import service
+    from .core.run.progress import Monitor
+
+    bar = ProgressBar(enabled=not args.quiet)
+    plan = plan_outputs(args.output_dir, args.prefix or Path(args.input).stem)
+    summary = service.apply(args.input, args.spectra, plan, args.solver, args.bands, Monitor(bar, None, bar.info))
+    print(f"abundances: {summary.paths['stack']}")
+    print(f"report:     {summary.paths['report_html']}")
+    return 0
+
+
 def _run_evaluate(args) -> int:
     from .core.eval.metrics import evaluate_output_dir, format_report
 
@@ -227,7 +255,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
-        return {"unmix": _run_unmix, "count": _run_count, "evaluate": _run_evaluate}[args.command](args)
+        return {"unmix": _run_unmix, "count": _run_count, "apply": _run_apply,
+                "evaluate": _run_evaluate}[args.command](args)
     except Exception as exc:
         from .core.run.service import describe_failure
         if isinstance(exc, Cancelled):

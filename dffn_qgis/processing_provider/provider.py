@@ -4,6 +4,7 @@ import os
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from .apply_algorithm import DFFNApplyAlgorithm
 from .count_algorithm import DFFNCountAlgorithm
 from .unmix_algorithm import DFFNUnmixAlgorithm
 
@@ -40,6 +41,7 @@ class DFFNProvider(QgsProcessingProvider):
     def loadAlgorithms(self):
         self.addAlgorithm(DFFNUnmixAlgorithm())
         self.addAlgorithm(DFFNCountAlgorithm())
+        self.addAlgorithm(DFFNApplyAlgorithm())
 
     # The engine writes GeoTIFF only, so the dialogs offer only that.
     def supportedOutputRasterLayerExtensions(self):

@@ -415,3 +415,31 @@ def test_zero_endmembers_means_estimated(dffn_provider, tmp_path):
     processing.run("dffn:unmix", values, feedback=feedback)
     assert any("unmixing with 3 endmembers" in line for line in feedback.infos)
     assert gdal.Open(str(tmp_path / "ab.tif")).RasterCount == 3
+
+
+def test_apply_endmembers_in_a_batch_gives_every_tile_the_same_order(dffn_provider, tmp_path):
+    """Two rasters, one spectra file: the same endmembers, in the same order, named after the spectra."""
+    from dffn_qgis.core.eval import synthetic
+
+    names = []
+    for seed in (5, 6):
+        s = synthetic.make_scene(24, 24, 30, 3, seed=seed, snr_db=50)
+        files = synthetic.write_geotiff(s, tmp_path / "tile{}.tif".format(seed))
+        spectra = str(tmp_path / "tile5_truth_endmembers.csv")
+        out = tmp_path / "out{}".format(seed)
+        results = processing.run("dffn:applyendmembers", {"INPUT": files["image"], "SPECTRA": spectra,
+                                                          "OUTPUT": str(out / "ab.tif")})
+        ds = gdal.Open(results["OUTPUT"])
+        names.append([ds.GetRasterBand(i + 1).GetDescription() for i in range(ds.RasterCount)])
+        ds = None
+        assert sorted(os.listdir(out)) == ["ab.json", "ab.tif"]
+    assert names[0] == names[1] and len(names[0]) == 3
+
+
+def test_apply_endmembers_refuses_spectra_it_cannot_match(dffn_provider, tmp_path, scene_tif):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("band,a,b\n1,0.1,0.2\n2,0.2,0.3\n3,0.3,0.1\n")
+    with pytest.raises(QgsProcessingException, match="3 bands and the image 24"):
+        processing.run("dffn:applyendmembers", {"INPUT": scene_tif, "SPECTRA": str(bad),
+                                                "OUTPUT": str(tmp_path / "o" / "ab.tif")})
+    assert not (tmp_path / "o").exists()

@@ -61,11 +61,13 @@ def read_envi_library(path, classes: Optional[Dict[str, str]] = None) -> Spectra
     """
     from spectral.io import envi
     path = Path(path)
-    header = path if path.suffix.lower() == ".hdr" else Path(str(path) + ".hdr")
-    if not header.exists():
-        raise InputError(f"no ENVI header for the spectral library {path} (looked for {header.name})")
+    candidates = [path] if path.suffix.lower() == ".hdr" else [Path(str(path) + ".hdr"), path.with_suffix(".hdr")]
+    header = next((c for c in candidates if c.exists()), None)
+    if header is None:
+        raise InputError(f"no ENVI header for the spectral library {path} (looked for "
+                         f"{' and '.join(c.name for c in candidates)})")
     try:
-        lib = envi.open(str(header))
+        lib = envi.open(str(header), None if path.suffix.lower() == ".hdr" else str(path))
     except Exception as exc:  # spectral raises its own types for malformed files
         raise InputError(f"cannot read the spectral library {path}: {exc}") from exc
     centres = getattr(lib.bands, "centers", None)

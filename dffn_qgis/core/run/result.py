@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 
@@ -23,6 +23,7 @@ class UnmixResult:
     loss: float
     history: List[float] = field(default_factory=list)
     record: dict = field(default_factory=dict)
+    names: Optional[List[str]] = None     # one per endmember (default: "endmember i")
 
     @property
     def n_endmembers(self) -> int:
@@ -30,6 +31,8 @@ class UnmixResult:
 
     @property
     def endmember_names(self) -> List[str]:
+        if self.names and len(self.names) == self.n_endmembers:
+            return list(self.names)
         return [f"endmember {i + 1}" for i in range(self.n_endmembers)]
 
 

@@ -115,6 +115,17 @@ def count(input_path, bands: Optional[Sequence[int]] = None, far: Optional[float
     return estimate
 
 
+def apply(input_path, spectra_path, outputs: OutputPlan, solver: str = "fcls",
+          bands: Optional[Sequence[int]] = None, monitor: Optional[Monitor] = None):
+    """Unmix a raster with given spectra (:mod:`~dffn_qgis.core.run.apply`); a RunSummary."""
+    from .apply import apply_spectra
+
+    path = str(input_path)
+    if not Path(path).exists() and "://" not in path and not path.startswith("/vsi"):
+        raise InputError(f"input file not found: {path}")
+    return apply_spectra(path, spectra_path, outputs, solver, bands, monitor)
+
+
 def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
