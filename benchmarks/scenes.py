@@ -27,6 +27,7 @@ from dffn_qgis.core.eval import synthetic
 from dffn_qgis.core.io.mat_io import read_mat_scene, read_mat_truth
 from dffn_qgis.core.io.scene import Scene
 from dffn_qgis.core.io.spectral_library import SpectralLibrary, read_earthlib, resample
+from dffn_qgis.core.method.naming import MATERIALS
 
 from .sensors import SENSORS
 
@@ -34,19 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 CACHE = ROOT / ".bench" / "scenes"
 
-# The materials a generated scene draws from, each a set of earthlib classes (third level).
-MATERIALS: Dict[str, Tuple[str, ...]] = {
-    "vegetation": ("canopy",),
-    "soil": ("soil",),
-    "water": (),                                   # not in earthlib: the analytic curve below
-    "asphalt": ("road", "asphalt", "parking_lot"),
-    "shingle roof": ("comp_shingle",),
-    "dry vegetation": ("npv", "litter"),
-    "concrete": ("sidewalk", "concrete_tile"),
-    "char": ("char",),
-    "sand": ("sand",),
-    "wood": ("wood", "bark", "wood_shingle"),
-}
+# The materials a generated scene draws from: the classes endmembers are named by (one definition).
 MIN_ANGLE = 0.06        # rad: no two materials of a scene closer than this (else the truth is ambiguous)
 
 

@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--bands", type=_band_list, default=None, metavar="LIST",
                    help="1-based bands to use, e.g. 1-100,120-150 (default: all except bands flagged bad)")
     u.add_argument("--prefix", default=None, help="file name prefix of the outputs (default: input's name)")
+    u.add_argument("--library", default=None, metavar="FILE",
+                   help="spectral library that names the endmembers (ENVI .sli or a CSV with a wavelength "
+                        "column; default: the bundled one built from earthlib; none: no names)")
     g = u.add_argument_group("advanced (default: the preset's value)")
     for parameter in SCHEMA:
         _add_option(g if parameter.advanced else u, parameter)
@@ -190,7 +193,8 @@ def _run_unmix(args) -> int:
 
     params = params_for(args.preset, **{p.name: getattr(args, p.name) for p in SCHEMA})
     request = service.RunRequest.make(args.input, params, plan_outputs(args.output_dir, args.prefix or
-                                                                       Path(args.input).stem), args.bands)
+                                                                       Path(args.input).stem), args.bands,
+                                       args.library)
     bar = ProgressBar(enabled=not args.quiet)
     cancel = {"asked": False}
 

@@ -60,4 +60,9 @@ if ! "$PY" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("ea
     echo "setup: installing earthlib's spectral library (data only)"
     "$PY" -m pip install -q --no-deps earthlib==1.1.0
 fi
+# the default library that names endmembers, built from earthlib (dffn_qgis/data/, git-ignored)
+if [ ! -f dffn_qgis/data/default_library.csv ]; then
+    echo "setup: building the default spectral library for naming endmembers"
+    "$PY" -c 'from dffn_qgis.core.method.naming import write_default_library; write_default_library()'
+fi
 "$PY" -c 'import torch, numpy, spectral; from osgeo import gdal; import qgis.core; print("setup: ok - torch", torch.__version__, "numpy", numpy.__version__, "GDAL", gdal.__version__, "QGIS", qgis.core.Qgis.QGIS_VERSION)'

@@ -17,6 +17,7 @@ from qgis.core import (
     QgsProcessingParameterBand,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterNumber,
@@ -124,6 +125,7 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
     ENDMEMBERS = "ENDMEMBERS"
     PLOT = "PLOT"
     ERROR = "ERROR"
+    LIBRARY = "LIBRARY"
 
     def createInstance(self):
         return DFFNUnmixAlgorithm()
@@ -204,6 +206,10 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
             _tr("  Report (PLOT): HTML page with the endmember spectra plot (PNG and SVG of the same "
                 "name beside it), "
                 "shown in the Results Viewer."),
+            _tr("  Names: with wavelengths in the image, each endmember is named after the nearest class of a "
+                "spectral library (LIBRARY, or the bundled one built from earthlib: vegetation, soil, water, "
+                "asphalt, roofs, dry vegetation, concrete, char, sand, wood) when the spectral angle is below "
+                "0.15 rad; otherwise 'endmember i (unmatched, nearest: ...)'."),
             _tr("  Reconstruction error (ERROR): per-pixel spectral angle in radians between the "
                 "input and its reconstruction."),
             _tr("In QGIS, when the abundances are opened after running, they are added as one "
@@ -236,6 +242,11 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
             defaultValue=device.choices.index(PRESETS[DEFAULT_PRESET].device)))
         self.addParameter(self._number(BY_NAME["seed"], defaultValue=PRESETS[DEFAULT_PRESET].seed))
 
+        library = QgsProcessingParameterFile(
+            self.LIBRARY, _tr("Spectral library that names the endmembers (empty: the bundled one)"),
+            fileFilter="Spectral libraries (*.sli *.hdr *.csv);;All files (*.*)", optional=True)
+        self._advanced(library, _tr("ENVI .sli or a CSV with a wavelength column; names each endmember after the "
+                                    "nearest class when the spectral angle is below the threshold"))
         for parameter in advanced():
             if parameter.kind is str:
                 param = QgsProcessingParameterEnum(
@@ -365,7 +376,8 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
             destination(self.OUTPUT, as_layer=True), folder, destination(self.ENDMEMBERS),
             destination(self.PLOT), destination(self.ERROR, as_layer=True), _safe_prefix(layer.name()))
         folder_is_new = folder is not None and not os.path.isdir(folder)
-        request = service.RunRequest.make(path, params, plan, bands)
+        library = self.parameterAsFile(parameters, self.LIBRARY, context) or None
+        request = service.RunRequest.make(path, params, plan, bands, library)
 
         feedback.pushInfo(_tr("DFFN: torch {}, requested device '{}', CUDA available: {}").format(
             torch.__version__, params.device, torch.cuda.is_available()))

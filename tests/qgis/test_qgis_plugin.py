@@ -119,7 +119,7 @@ def test_parameters_and_outputs(dffn_provider):
     assert not advanced & {"INPUT", "N_ENDMEMBERS", "BANDS", "PRESET", "DEVICE", "SEED"}
     from dffn_qgis.core.run.parameters import BY_NAME
     for name in advanced:
-        if BY_NAME[name.lower()].kind is not str:
+        if name.lower() in BY_NAME and BY_NAME[name.lower()].kind is not str:
             assert p[name].defaultValue() is None
         assert p[name].flags() & QgsProcessingParameterDefinition.FlagOptional
 

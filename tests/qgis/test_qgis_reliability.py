@@ -32,8 +32,7 @@ FAST_RUN = dict(FAST, EPOCHS=2)
 # Where QGIS itself refuses the value before the algorithm runs, its own message is checked.
 # A file QGIS cannot load as a raster gets the reader's explanation instead of QGIS's "not found".
 QGIS_REFUSES = {
-    "endmembers_1": "N_ENDMEMBERS",
-    "endmembers_0": "N_ENDMEMBERS",
+    "endmembers_1": "at least 2, or 0 to estimate it",       # 1 passes QGIS's bounds (0 means: estimate)
     "endmembers_negative": "N_ENDMEMBERS",
     "endmembers_absurd": "N_ENDMEMBERS",
     "path_does_not_exist": "no such file",

@@ -145,8 +145,30 @@ def _planned(method: str, n_bands: int, height: int, width: int, params: DFFNPar
     return method, run_params, plan
 
 
+def name_endmembers(result: UnmixResult, scene: Scene, library: Optional[str], monitor: Monitor) -> None:
+    """Names from a spectral library (``library``: a file, None for the bundled one, ``"none"`` for
+    no names) in ``result.names`` and the record; skipped, with a log line, without wavelengths."""
+    from ..method.naming import default_library, match_endmembers, names_from, read_library
+
+    if library == "none":
+        return
+    if scene.wavelengths is None or scene.wavelength_units not in ("nm", "um"):
+        monitor.info("endmembers not named: the image's wavelengths are unknown")
+        return
+    chosen = read_library(library) if library else default_library()
+    if chosen is None:
+        monitor.info("endmembers not named: the default spectral library was not built (make setup) and "
+                     "none was given")
+        return
+    wl = np.asarray(scene.wavelengths, dtype=np.float64) * (1000.0 if scene.wavelength_units == "um" else 1.0)
+    matches = match_endmembers(result.endmembers, wl, chosen)
+    result.names = names_from(matches)
+    result.record["endmember_names"] = [{"name": n, **m.to_dict()} for n, m in zip(result.names, matches)]
+    monitor.info("endmember names (" + (library or "default library") + "): " + "; ".join(result.names))
+
+
 def unmix_file(input_path: str, plan: OutputPlan, params: DFFNParams, bands: Optional[Sequence[int]] = None,
-               monitor: Optional[Monitor] = None) -> RunSummary:
+               monitor: Optional[Monitor] = None, library: Optional[str] = None) -> RunSummary:
     """Read ``input_path``, unmix it and write every output of ``plan`` (all or nothing).
 
     Images up to ``params.exact_limit`` pixels (or with ``method="exact"``) are read whole and
@@ -196,6 +218,7 @@ def unmix_file(input_path: str, plan: OutputPlan, params: DFFNParams, bands: Opt
                                   count=count)
         finally:
             source.close()
+    name_endmembers(result, scene, library, monitor)
     t1 = time.perf_counter()
     result.record["timings"]["read_s"] = round(t_read, 3)
     paths = write_outputs(plan, scene, result, monitor.sub(_TRAIN, 1.0))

@@ -28,11 +28,13 @@ class RunRequest:
     params: DFFNParams
     outputs: OutputPlan
     bands: Optional[Tuple[int, ...]] = None
+    library: Optional[str] = None       # names the endmembers: a file, None (bundled) or "none"
 
     @classmethod
-    def make(cls, input_path, params: DFFNParams, outputs: OutputPlan,
-             bands: Optional[Sequence[int]] = None) -> "RunRequest":
-        return cls(str(input_path), params, outputs, tuple(bands) if bands else None)
+    def make(cls, input_path, params: DFFNParams, outputs: OutputPlan, bands: Optional[Sequence[int]] = None,
+             library: Optional[str] = None) -> "RunRequest":
+        return cls(str(input_path), params, outputs, tuple(bands) if bands else None,
+                   None if library is None else str(library))
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,10 @@ def run(request: RunRequest, monitor: Optional[Monitor] = None):
     if not Path(path).exists() and "://" not in path and not path.startswith("/vsi"):
         raise InputError(f"input file not found: {path}")
     check_band_count(path, request.bands, max(request.params.n_endmembers, 2))
-    return unmix_file(path, request.outputs, request.params, bands=request.bands, monitor=monitor)
+    if request.library not in (None, "none") and not Path(request.library).exists():
+        raise InputError(f"spectral library not found: {request.library}")
+    return unmix_file(path, request.outputs, request.params, bands=request.bands, monitor=monitor,
+                      library=request.library)
 
 
 def traceback_text(exc: BaseException) -> str:
