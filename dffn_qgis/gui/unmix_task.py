@@ -89,6 +89,7 @@ class UnmixTask(QgsTask):
             "ENDMEMBERS": plan.endmembers_csv,
             "PLOT": plan.report_html,
             "ERROR": QgsProcessingOutputLayerDefinition(plan.error, self.project),
+            "DOMINANT": QgsProcessingOutputLayerDefinition(plan.dominant, self.project),
         }
         self.parameters.update(ACTION_PARAMETERS if extra_parameters is None else extra_parameters)
 

@@ -30,6 +30,7 @@ class DFFNApplyAlgorithm(QgsProcessingAlgorithm):
     ENDMEMBERS = "ENDMEMBERS"
     PLOT = "PLOT"
     ERROR = "ERROR"
+    DOMINANT = "DOMINANT"
 
     def createInstance(self):
         return DFFNApplyAlgorithm()
@@ -90,7 +91,9 @@ class DFFNApplyAlgorithm(QgsProcessingAlgorithm):
                       QgsProcessingParameterFileDestination(
                           self.PLOT, _tr("Report (HTML)"), "HTML files (*.html *.htm)", optional=True),
                       QgsProcessingParameterRasterDestination(
-                          self.ERROR, _tr("Reconstruction error (spectral angle, radians)"), optional=True)):
+                          self.ERROR, _tr("Reconstruction error (spectral angle, radians)"), optional=True),
+                      QgsProcessingParameterRasterDestination(
+                          self.DOMINANT, _tr("Dominant endmember (classes)"), optional=True)):
             param.setCreateByDefault(True)
             self.addParameter(param)
         self.addOutput(QgsProcessingOutputMultipleLayers(self.OUTPUT_LAYERS, _tr("Per-endmember abundance rasters")))
@@ -121,7 +124,7 @@ class DFFNApplyAlgorithm(QgsProcessingAlgorithm):
         folder_is_new = folder is not None and not os.path.isdir(folder)
         plan = plan_from_destinations(
             destination(self.OUTPUT, as_layer=True), folder, destination(self.ENDMEMBERS), destination(self.PLOT),
-            destination(self.ERROR, as_layer=True), _safe_prefix(layer.name()))
+            destination(self.ERROR, as_layer=True), _safe_prefix(layer.name()), destination(self.DOMINANT, as_layer=True))
         bridge = _ProgressBridge(feedback)
         monitor = Monitor(progress=bridge.progress, is_cancelled=bridge.is_cancelled, info=bridge.info)
         try:
@@ -133,6 +136,7 @@ class DFFNApplyAlgorithm(QgsProcessingAlgorithm):
         paths = summary.paths
         from .postprocess import register_layers_to_load
         register_layers_to_load(context, layer.name(), paths["stack"], list(paths["abundances"]),
-                                summary.result.endmember_names, paths["error"], paths["plot_png"])
+                                summary.result.endmember_names, paths["error"], paths["plot_png"], paths["dominant"])
         return {self.OUTPUT: paths["stack"], self.ABUNDANCE_FOLDER: folder, self.OUTPUT_LAYERS: paths["abundances"],
-                self.ENDMEMBERS: paths["endmembers_csv"], self.PLOT: paths["report_html"], self.ERROR: paths["error"]}
+                self.ENDMEMBERS: paths["endmembers_csv"], self.PLOT: paths["report_html"], self.ERROR: paths["error"],
+                self.DOMINANT: paths["dominant"]}

@@ -67,18 +67,23 @@ def _raster_type_hint():
 
 
 def register_layers_to_load(context, input_name, stack, abundances, endmember_names, error,
-                            plot_png):
+                            plot_png, dominant=None):
     """Hand the run's layers to ``context`` following the loading rule of this module.
 
     Thread-safe: touches only ``context`` (the one Processing gave the algorithm).
     """
-    run = None
-    if stack and context.willLoadLayerOnCompletion(stack) and abundances:
+    load_stack = bool(stack and context.willLoadLayerOnCompletion(stack) and abundances)
+    load_error = bool(error and context.willLoadLayerOnCompletion(error))
+    load_dominant = bool(dominant and context.willLoadLayerOnCompletion(dominant))
+    count = (len(abundances) if load_stack else 0) + load_error + load_dominant
+    if count == 0:
+        return None
+    run = RunDisplay(input_name, plot_png if load_stack else None, count)
+    if load_stack:
         project = context.layerToLoadOnCompletionDetails(stack).project
         layers = context.layersToLoadOnCompletion()
         layers.pop(stack, None)
         context.setLayersToLoadOnCompletion(layers)
-        run = RunDisplay(input_name, plot_png, len(abundances) + 1)
         for i, (path, em_name) in enumerate(zip(abundances, endmember_names)):
             details = QgsProcessingContext.LayerDetails(
                 "{} - {}".format(input_name, em_name), project, "OUTPUT_LAYERS")
@@ -90,21 +95,19 @@ def register_layers_to_load(context, input_name, stack, abundances, endmember_na
             run.keep(processor)
             details.setPostProcessor(processor)
             context.addLayerToLoadOnCompletion(path, details)
-    if error and context.willLoadLayerOnCompletion(error):
-        if run is None:
-            run = RunDisplay(input_name, None, 1)
-        details = context.layerToLoadOnCompletionDetails(error)
-        name = "{} - reconstruction error".format(input_name)
-        details.name = name
-        _set_group(details, run, 10000)
-        processor = ErrorPostProcessor(run, name)
+    for path, wanted, suffix, sort_key, kind in ((error, load_error, "reconstruction error", 10000, ErrorPostProcessor),
+                                                 (dominant, load_dominant, "dominant endmember", 9000,
+                                                  DominantPostProcessor)):
+        if not wanted:
+            continue
+        details = context.layerToLoadOnCompletionDetails(path)
+        details.name = "{} - {}".format(input_name, suffix)
+        _set_group(details, run, sort_key)
+        processor = kind(run, details.name)
         run.keep(processor)
         details.setPostProcessor(processor)
-    elif run is not None:
-        run.pending -= 1
-    if run is not None:
-        _KEEP.append(run)
-        del _KEEP[:-_MAX_KEPT_RUNS]
+    _KEEP.append(run)
+    del _KEEP[:-_MAX_KEPT_RUNS]
     return run
 
 
@@ -298,6 +301,45 @@ class ErrorPostProcessor(QgsProcessingLayerPostProcessorInterface):
         pseudocolor(layer, 0.0, maximum, "Magma", (0, 0, 4), (252, 253, 191))
         put_in_group(layer, self.run, 10000, context, visible=False, expanded=False)
         self.run.done(layer)
+
+
+class DominantPostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """The dominant-endmember layer: one class per endmember, named and coloured as in the file."""
+
+    def __init__(self, run, name):
+        super().__init__()
+        self.run = run
+        self.name = name
+
+    def postProcessLayer(self, layer, context, feedback):
+        if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
+            return
+        from qgis.core import QgsPalettedRasterRenderer
+
+        layer.setName(self.name)
+        layer.setCustomProperty(ROLE_KEY, "dominant")
+        provider = layer.dataProvider()
+        classes = QgsPalettedRasterRenderer.colorTableToClassData(provider.colorTable(1))
+        names = _class_names(layer.source())
+        classes = [c for c in classes if c.value != 0]
+        for c in classes:
+            c.label = names.get(int(c.value), c.label)
+        layer.setRenderer(QgsPalettedRasterRenderer(provider, 1, classes))
+        layer.triggerRepaint()
+        put_in_group(layer, self.run, 9000, context, visible=False, expanded=False)
+        self.run.done(layer)
+
+
+def _class_names(path):
+    """``{class value: name}`` from the ``CLASS_<k>`` band metadata the engine writes."""
+    from osgeo import gdal
+
+    ds = gdal.Open(path)
+    if ds is None:
+        return {}
+    metadata = ds.GetRasterBand(1).GetMetadata() or {}
+    ds = None
+    return {int(key[6:]): value for key, value in metadata.items() if key.startswith("CLASS_") and key[6:].isdigit()}
 
 
 def load_layers_on_completion(context, feedback=None):

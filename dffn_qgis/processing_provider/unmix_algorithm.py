@@ -125,6 +125,7 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
     ENDMEMBERS = "ENDMEMBERS"
     PLOT = "PLOT"
     ERROR = "ERROR"
+    DOMINANT = "DOMINANT"
     LIBRARY = "LIBRARY"
 
     def createInstance(self):
@@ -210,6 +211,9 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
                 "spectral library (LIBRARY, or the bundled one built from earthlib: vegetation, soil, water, "
                 "asphalt, roofs, dry vegetation, concrete, char, sand, wood) when the spectral angle is below "
                 "0.15 rad; otherwise 'endmember i (unmatched, nearest: ...)'."),
+            _tr("  Dominant endmember (DOMINANT): per pixel, the endmember with the largest fraction (1..N, 0 "
+                "nodata), opened with one named colour per endmember; the report adds each endmember's mean "
+                "fraction, the area where it dominates and how well it fits there."),
             _tr("  Reconstruction error (ERROR): per-pixel spectral angle in radians between the "
                 "input and its reconstruction."),
             _tr("In QGIS, when the abundances are opened after running, they are added as one "
@@ -271,6 +275,8 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
             self.PLOT, _tr("Report with the endmember spectra plot (HTML)"), _FILE_FILTER_HTML, optional=True))
         self._secondary(QgsProcessingParameterRasterDestination(
             self.ERROR, _tr("Reconstruction error (spectral angle, radians)"), optional=True))
+        self._secondary(QgsProcessingParameterRasterDestination(
+            self.DOMINANT, _tr("Dominant endmember (the largest fraction per pixel, classes)"), optional=True))
 
     @staticmethod
     def _number(parameter, label=None, **kwargs):
@@ -374,7 +380,8 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
         folder = destination(self.ABUNDANCE_FOLDER)
         plan = plan_from_destinations(
             destination(self.OUTPUT, as_layer=True), folder, destination(self.ENDMEMBERS),
-            destination(self.PLOT), destination(self.ERROR, as_layer=True), _safe_prefix(layer.name()))
+            destination(self.PLOT), destination(self.ERROR, as_layer=True), _safe_prefix(layer.name()),
+            destination(self.DOMINANT, as_layer=True))
         folder_is_new = folder is not None and not os.path.isdir(folder)
         library = self.parameterAsFile(parameters, self.LIBRARY, context) or None
         request = service.RunRequest.make(path, params, plan, bands, library)
@@ -406,7 +413,7 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
         abundances = list(paths["abundances"])
         from .postprocess import register_layers_to_load
         register_layers_to_load(context, layer.name(), paths["stack"], abundances, summary.endmember_names,
-                                paths["error"], paths["plot_png"])
+                                paths["error"], paths["plot_png"], paths["dominant"])
 
         return {
             self.OUTPUT: paths["stack"],
@@ -415,6 +422,7 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
             self.ENDMEMBERS: paths["endmembers_csv"],
             self.PLOT: paths["report_html"],
             self.ERROR: paths["error"],
+            self.DOMINANT: paths["dominant"],
         }
 
 

@@ -145,6 +145,9 @@ def test_project_holds_one_styled_layer_per_endmember_in_a_group(desktop_run):
         assert lay["crs"] == "EPSG:32633"
         assert lay["checked"] == (i == 0)  # the first endmember is shown, the others a tick away
     assert [lay["name"] for lay in layers if lay["role"] == "error"] == ["demo - reconstruction error"]
+    dominant = [lay for lay in layers if lay["role"] == "dominant"]
+    assert [lay["name"] for lay in dominant] == ["demo - dominant endmember"]
+    assert dominant[0]["renderer"] == "paletted"
     # the input, plus the group's layers: the multi-band stack is not loaded a second time
     top_layers = [c["layer"] for c in tree["tree"]["children"] if "layer" in c]
     assert [lay["name"] for lay in top_layers] == ["demo"]
@@ -167,7 +170,8 @@ def test_background_task_from_the_plugin_action(desktop_run):
     assert started["prepared"] and started["description"] == "DFFN unmixing of demo"
     done = _step(report, "task_done")
     assert done["error"] is None, done
-    assert len(done["loaded"]) == 3 and done["loaded"][-1] == "demo - reconstruction error"
+    assert len(done["loaded"]) == 4 and done["loaded"][-2:] == ["demo - dominant endmember",
+                                                                "demo - reconstruction error"]
     assert all(n.startswith("demo - ") for n in done["loaded"])
     tree = json.load(open(os.path.join(out, "layer_tree_after_task.json"), encoding="utf-8"))
     groups = [c["group"] for c in tree["tree"]["children"] if "group" in c]

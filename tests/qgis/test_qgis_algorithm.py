@@ -389,7 +389,8 @@ def test_processing_and_the_command_line_write_the_same_files(dffn_provider, sce
     from dffn_qgis.core.io.outputs import plan_outputs
     plan = plan_outputs(qgis_dir, "scene")
     processing.run("dffn:unmix", dict(FAST, INPUT=scene_tif, OUTPUT=plan.stack, ABUNDANCE_FOLDER=plan.abundance_dir,
-                                      ENDMEMBERS=plan.endmembers_csv, PLOT=plan.report_html, ERROR=plan.error))
+                                      ENDMEMBERS=plan.endmembers_csv, PLOT=plan.report_html, ERROR=plan.error,
+                                      DOMINANT=plan.dominant))
     assert sorted(os.listdir(cli_dir)) == sorted(os.listdir(qgis_dir))
     for name in os.listdir(cli_dir):
         if name.endswith((".tif", ".csv", ".sli")):

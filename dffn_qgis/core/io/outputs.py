@@ -44,6 +44,7 @@ class OutputPlan:
     plot_svg: Optional[str] = None
     report_html: Optional[str] = None
     error: Optional[str] = None           # per-pixel reconstruction angle
+    dominant: Optional[str] = None        # the endmember with the largest fraction per pixel (classes)
     record_json: Optional[str] = None
     prefix: str = "dffn"                  # file name stem of the per-endmember files
 
@@ -59,7 +60,7 @@ def _stem(path) -> str:
 
 
 def plan_from_destinations(stack, abundance_dir=None, endmembers_csv=None, report_html=None, error=None,
-                           prefix: str = "dffn") -> OutputPlan:
+                           prefix: str = "dffn", dominant=None) -> OutputPlan:
     """The one naming scheme: the files a run writes, from the destinations a user chose.
 
     Files that go with a destination are named after it: ``<stack>.json`` (the run record),
@@ -75,6 +76,7 @@ def plan_from_destinations(stack, abundance_dir=None, endmembers_csv=None, repor
         plot_svg=None if report_html is None else _stem(report_html) + ".svg",
         report_html=None if report_html is None else str(report_html),
         error=None if error is None else str(error),
+        dominant=None if dominant is None else str(dominant),
         record_json=_stem(stack) + ".json",
         prefix=prefix,
     )
@@ -85,7 +87,8 @@ def plan_outputs(output_dir, prefix: str = "dffn") -> OutputPlan:
     and the "Unmix with DFFN..." action in QGIS."""
     d = Path(output_dir)
     return plan_from_destinations(d / f"{prefix}_abundances.tif", d, d / f"{prefix}_endmembers.csv",
-                                  d / f"{prefix}_report.html", d / f"{prefix}_error.tif", prefix)
+                                  d / f"{prefix}_report.html", d / f"{prefix}_error.tif", prefix,
+                                  d / f"{prefix}_dominant.tif")
 
 
 def write_outputs(plan: OutputPlan, scene: Scene, result: UnmixResult,
@@ -129,6 +132,7 @@ def _final_paths(plan: OutputPlan, count: int) -> dict:
         "plot_svg": opt(plan.plot_svg),
         "report_html": opt(plan.report_html),
         "error": opt(plan.error),
+        "dominant": opt(plan.dominant),
         "record_json": opt(plan.record_json),
     }
 
@@ -228,6 +232,8 @@ def _write_all(plan: OutputPlan, paths: dict, scene: Scene, result: UnmixResult,
     if paths["error"] is not None:
         write_geotiff(staging.temp(paths["error"]), np.asarray(result.error)[None], scene,
                       ["reconstruction spectral angle (rad)"], monitor.sub(0.7, 0.8))
+    if paths["dominant"] is not None:
+        write_class_raster(staging.temp(paths["dominant"]), dominant_endmember(abundances), scene, names)
     monitor.progress(0.8, "writing the endmember spectra")
     if paths["endmembers_csv"] is not None:
         write_endmember_csv(staging.temp(paths["endmembers_csv"]), scene, result)
@@ -240,7 +246,9 @@ def _write_all(plan: OutputPlan, paths: dict, scene: Scene, result: UnmixResult,
 def _write_plot_report_record(paths: dict, scene: Scene, result: UnmixResult,
                               staging: _Staging, monitor: Monitor) -> None:
     from ..report.plotting import endmember_figure, figure_to_png_bytes, save_figure
+    from ..report.summary import endmember_summary
 
+    result.record["endmember_summary"] = endmember_summary(scene, result)
     png_bytes = None
     if any(paths[k] is not None for k in ("plot_png", "plot_svg", "report_html")):
         monitor.progress(0.85, "plotting the endmembers")
@@ -312,6 +320,48 @@ def _disk_full_hint(folder: Path) -> str:
     if free >= _LOW_SPACE:
         return ""
     return f" (No space left on device: {free // 1024} kB free)"
+
+
+DOMINANT_NODATA = 0
+
+
+def dominant_endmember(abundances: np.ndarray) -> np.ndarray:
+    """The 1-based index of the largest fraction per pixel (uint8), 0 where the pixel is nodata."""
+    A = np.asarray(abundances)
+    valid = np.isfinite(A).all(axis=0)
+    out = np.zeros(A.shape[1:], dtype=np.uint8)
+    out[valid] = np.argmax(A[:, valid], axis=0).astype(np.uint8) + 1
+    return out
+
+
+def write_class_raster(path, classes: np.ndarray, scene: Scene, names: List[str]) -> None:
+    """A one-band uint8 GeoTIFF of classes 1..K (0: nodata) with a colour table; the class names are
+    band metadata ``CLASS_<k>`` (kept inside the GeoTIFF)."""
+    from osgeo import gdal
+
+    from ..report.plotting import distinct_colours
+
+    height, width = classes.shape
+    with _gdal_errors() as errors:
+        ds = gdal.GetDriverByName("GTiff").Create(str(path), width, height, 1, gdal.GDT_Byte, ["COMPRESS=DEFLATE"])
+        if ds is None or errors:
+            _raise_on(errors or ["cannot create the file"], path, "create")
+        try:
+            _set_georeference(ds, scene)
+            band = ds.GetRasterBand(1)
+            band.SetDescription("dominant endmember")
+            band.SetNoDataValue(DOMINANT_NODATA)
+            band.SetMetadata({f"CLASS_{k + 1}": str(n) for k, n in enumerate(names)})
+            table = gdal.ColorTable()
+            table.SetColorEntry(0, (0, 0, 0, 0))
+            for k, colour in enumerate(distinct_colours(len(names))):
+                table.SetColorEntry(k + 1, tuple(int(round(255 * c)) for c in colour[:3]) + (255,))
+            band.SetRasterColorTable(table)
+            band.WriteArray(classes)
+            ds.FlushCache()
+        finally:
+            ds = None
+        _raise_on(errors, path, "write")
 
 
 def write_geotiff(path, maps: np.ndarray, scene: Scene, descriptions: List[str],

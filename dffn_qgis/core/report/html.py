@@ -87,14 +87,21 @@ def _endmember_table(scene: Scene, result: UnmixResult) -> str:
     A = np.asarray(result.abundances, dtype=np.float64)
     key, axis = scene.spectral_axis(E.shape[0])
     unit = f" ({scene.wavelength_units})" if key == "wavelength" and scene.wavelength_units else ""
-    head = (f"<tr><th>endmember</th><th>mean abundance</th><th>peak value</th>"
+    head = (f"<tr><th>endmember</th><th>mean abundance</th><th>dominant in (pixels)</th>"
+            f"<th>dominant area (km²)</th><th>mean error where dominant (rad)</th><th>peak value</th>"
             f"<th>{_esc(key + unit)} of peak</th></tr>")
+    summary = result.record.get("endmember_summary") or [{} for _ in result.endmember_names]
     lines = []
     for i, name in enumerate(result.endmember_names):
         maps = A[i][np.isfinite(A[i])]
         mean = f"{maps.mean():.4f}" if maps.size else "n/a"
         peak = int(np.argmax(E[:, i]))
-        lines.append(f"<tr><td>{_esc(name)}</td><td>{mean}</td><td>{E[peak, i]:.4f}</td>"
+        row = summary[i]
+        area = row.get("dominant_area_m2")
+        fit = row.get("mean_error_where_dominant_rad")
+        lines.append(f"<tr><td>{_esc(name)}</td><td>{mean}</td><td>{row.get('dominant_pixels', 'n/a')}</td>"
+                     f"<td>{'n/a' if area is None else f'{area / 1e6:.4g}'}</td>"
+                     f"<td>{'n/a' if fit is None else f'{fit:.4f}'}</td><td>{E[peak, i]:.4f}</td>"
                      f"<td>{axis[peak]:.10g}</td></tr>")
     return f"<table>{head}\n" + "\n".join(lines) + "</table>"
 

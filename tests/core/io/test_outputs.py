@@ -93,7 +93,7 @@ def test_one_naming_scheme_from_the_chosen_destinations(tmp_path):
     assert plan.abundance_dir is None and plan.error is None and plan.abundance_paths(3) == []
     assert plan_outputs(tmp_path, "x") == plan_from_destinations(
         tmp_path / "x_abundances.tif", tmp_path, tmp_path / "x_endmembers.csv", tmp_path / "x_report.html",
-        tmp_path / "x_error.tif", "x")
+        tmp_path / "x_error.tif", "x", tmp_path / "x_dominant.tif")
 
 
 def test_only_the_stack_and_its_record_when_nothing_else_is_asked(tmp_path):
@@ -101,6 +101,32 @@ def test_only_the_stack_and_its_record_when_nothing_else_is_asked(tmp_path):
     paths = write_outputs(plan_from_destinations(tmp_path / "only.tif"), scene, make_result(scene))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["only.json", "only.tif"]
     assert paths["error"] is None and paths["abundances"] == [] and paths["report_html"] is None
+
+
+def test_dominant_endmember_raster_has_named_coloured_classes_and_keeps_nodata(written):
+    scene, result, paths = written
+    ds = gdal.Open(paths["dominant"])
+    band = ds.GetRasterBand(1)
+    classes = band.ReadAsArray()
+    metadata, colours, nodata = band.GetMetadata(), band.GetRasterColorTable().GetCount(), band.GetNoDataValue()
+    names = [metadata["CLASS_{}".format(k + 1)] for k in range(len(metadata))]
+    ds = None
+    A = result.abundances
+    valid = np.isfinite(A).all(axis=0)
+    assert nodata == 0 and (classes[~valid] == 0).all()
+    assert (classes[valid] == np.argmax(A[:, valid], axis=0) + 1).all()
+    assert names == result.endmember_names and colours >= P + 1
+
+
+def test_record_and_report_summarise_each_endmember(written):
+    scene, result, paths = written
+    record = json.loads(Path(paths["record_json"]).read_text())
+    summary = record["endmember_summary"]
+    valid = np.isfinite(result.abundances).all(axis=0)
+    assert [row["name"] for row in summary] == result.endmember_names
+    assert sum(row["dominant_pixels"] for row in summary) == int(valid.sum())
+    assert all(row["dominant_area_m2"] is not None for row in summary)        # the test CRS is projected
+    assert "dominant area" in Path(paths["report_html"]).read_text()
 
 
 def test_stack_round_trip(written):
