@@ -199,7 +199,7 @@ def step_open_dialog():
     params.update(EXTRA)
     for key, name in (("OUTPUT", "demo_abundances.tif"), ("ABUNDANCE_FOLDER", "demo_per_endmember"),
                       ("ENDMEMBERS", "demo_endmembers.csv"), ("PLOT", "demo_report.html"),
-                      ("ERROR", "demo_error.tif")):
+                      ("ERROR", "demo_error.tif"), ("DOMINANT", "demo_dominant.tif")):
         params[key] = os.path.join(OUT, "outputs", name)
     dialog = processing.createAlgorithmDialog("dffn:unmix", params)
     assert dialog is not None, "createAlgorithmDialog returned None"

@@ -126,7 +126,7 @@ def test_dialog_opens_and_runs(desktop_run):
     log = open(os.path.join(out, "dialog_log.txt"), encoding="utf-8").read()
     assert "torch" in log and "device 'cpu'" in log
     for name in ("demo_abundances.tif", "demo_error.tif", "demo_endmembers.csv", "demo_report.html",
-                 "demo_report.png"):
+                 "demo_report.png", "demo_dominant.tif"):
         assert os.path.exists(os.path.join(out, "outputs", name)), name
 
 
@@ -151,7 +151,7 @@ def test_project_holds_one_styled_layer_per_endmember_in_a_group(desktop_run):
     # the input, plus the group's layers: the multi-band stack is not loaded a second time
     top_layers = [c["layer"] for c in tree["tree"]["children"] if "layer" in c]
     assert [lay["name"] for lay in top_layers] == ["demo"]
-    assert tree["layer_count"] == 1 + N_ENDMEMBERS + 1
+    assert tree["layer_count"] == 1 + N_ENDMEMBERS + 2          # the input; abundances; dominant and error
 
 
 def test_plot_dock_is_visible(desktop_run):
