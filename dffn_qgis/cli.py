@@ -209,11 +209,10 @@ def _run_unmix(args) -> int:
     rec = summary.record
     bar.info(f"done in {rec['timings']['total_s']:.1f} s on {rec['device']}: {summary.result.n_endmembers} "
              f"endmembers, final loss {rec['final_loss']:.5f}")
-    print(f"abundances: {summary.paths['stack']}")
-    if summary.paths.get("endmembers_csv"):
-        print(f"endmembers: {summary.paths['endmembers_csv']}")
-    if summary.paths.get("report_html"):
-        print(f"report:     {summary.paths['report_html']}")
+    written = summary.outputs
+    print(f"abundances: {written.stack}")
+    print(f"endmembers: {written.endmembers_csv}")
+    print(f"report:     {written.report_html}")
     return 0
 
 
@@ -242,8 +241,8 @@ def _run_apply(args) -> int:
     bar = ProgressBar(enabled=not args.quiet)
     plan = plan_outputs(args.output_dir, args.prefix or Path(args.input).stem)
     summary = service.apply(args.input, args.spectra, plan, args.solver, args.bands, Monitor(bar, None, bar.info))
-    print(f"abundances: {summary.paths['stack']}")
-    print(f"report:     {summary.paths['report_html']}")
+    print(f"abundances: {summary.outputs.stack}")
+    print(f"report:     {summary.outputs.report_html}")
     return 0
 
 

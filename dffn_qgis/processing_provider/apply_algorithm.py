@@ -133,10 +133,10 @@ class DFFNApplyAlgorithm(QgsProcessingAlgorithm):
             if folder_is_new:
                 _remove_if_empty(folder)
             raise QgsProcessingException(_failure_message(exc))
-        paths = summary.paths
+        written = summary.outputs
         from .postprocess import register_layers_to_load
-        register_layers_to_load(context, layer.name(), paths["stack"], list(paths["abundances"]),
-                                summary.result.endmember_names, paths["error"], paths["plot_png"], paths["dominant"])
-        return {self.OUTPUT: paths["stack"], self.ABUNDANCE_FOLDER: folder, self.OUTPUT_LAYERS: paths["abundances"],
-                self.ENDMEMBERS: paths["endmembers_csv"], self.PLOT: paths["report_html"], self.ERROR: paths["error"],
-                self.DOMINANT: paths["dominant"]}
+        register_layers_to_load(context, layer.name(), written.stack, written.abundances,
+                                summary.result.endmember_names, written.error, written.plot_png, written.dominant)
+        return {self.OUTPUT: written.stack, self.ABUNDANCE_FOLDER: folder, self.OUTPUT_LAYERS: written.abundances,
+                self.ENDMEMBERS: written.endmembers_csv, self.PLOT: written.report_html, self.ERROR: written.error,
+                self.DOMINANT: written.dominant}

@@ -409,20 +409,19 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
             time.time() - started, summary.record["device"], summary.record["versions"]["torch"]))
         feedback.setProgress(100)
 
-        paths = summary.paths
-        abundances = list(paths["abundances"])
+        written = summary.outputs
         from .postprocess import register_layers_to_load
-        register_layers_to_load(context, layer.name(), paths["stack"], abundances, summary.endmember_names,
-                                paths["error"], paths["plot_png"], paths["dominant"])
+        register_layers_to_load(context, layer.name(), written.stack, written.abundances, summary.endmember_names,
+                                written.error, written.plot_png, written.dominant)
 
         return {
-            self.OUTPUT: paths["stack"],
+            self.OUTPUT: written.stack,
             self.ABUNDANCE_FOLDER: folder,
-            self.OUTPUT_LAYERS: abundances,
-            self.ENDMEMBERS: paths["endmembers_csv"],
-            self.PLOT: paths["report_html"],
-            self.ERROR: paths["error"],
-            self.DOMINANT: paths["dominant"],
+            self.OUTPUT_LAYERS: written.abundances,
+            self.ENDMEMBERS: written.endmembers_csv,
+            self.PLOT: written.report_html,
+            self.ERROR: written.error,
+            self.DOMINANT: written.dominant,
         }
 
 

@@ -31,11 +31,31 @@ from ..io.scene import Scene
 _READ, _FFM, _TRAIN = 0.04, 0.10, 0.95
 
 
+@dataclass(frozen=True)
+class WrittenOutputs:
+    """The files a run wrote (None: not asked for); what the front ends hand on to the user."""
+
+    stack: str
+    abundances: List[str]
+    endmembers_csv: Optional[str]
+    endmembers_sli: Optional[str]
+    plot_png: Optional[str]
+    plot_svg: Optional[str]
+    report_html: Optional[str]
+    error: Optional[str]
+    dominant: Optional[str]
+    record_json: Optional[str]
+
+
 @dataclass
 class RunSummary:
     scene: Scene
     result: UnmixResult
     paths: dict
+
+    @property
+    def outputs(self) -> WrittenOutputs:
+        return WrittenOutputs(**self.paths)
 
     @property
     def record(self) -> dict:
