@@ -192,20 +192,44 @@ def find_wavelengths(ds, header: Optional[dict] = None,
 
     Sources in order: band metadata ``wavelength``/``wavelength_units`` (default and ENVI
     domains), band descriptions such as ``band 1 (418.24 Nanometers)``, the dataset's ENVI
-    metadata, and the ENVI header read with SPy. Wavelengths whose unit is unknown are not used
-    (``(None, None)``), with a note.
+    metadata, and the ENVI header read with SPy. Wavelengths without a unit (some EMIT and other
+    ENVI products) get one from their range (:func:`unit_from_range`), with a note; when the range
+    says nothing, band numbers are used, with a note.
     """
     n = ds.RasterCount
-    unitless = False
+    unitless = None
     for values, units in (_wavelengths_from_band_metadata(ds), _wavelengths_from_descriptions(ds),
                           _wavelengths_from_envi_domain(ds), _wavelengths_from_header(header)):
         if values is None or len(values) != n or not np.all(np.isfinite(values)):
             continue
         short = normalise_units(units)
         if short is None:
-            unitless = True
+            unitless = values if unitless is None else unitless
             continue
         return values, short
-    if unitless and notes is not None:
-        notes.append("The file lists wavelengths without a unit; band numbers are used instead.")
+    if unitless is not None:
+        guess = unit_from_range(unitless)
+        if notes is not None:
+            span = f"{unitless.min():g}-{unitless.max():g}"
+            notes.append(f"The file lists wavelengths ({span}) without a unit; read as "
+                         f"{'nanometres' if guess == 'nm' else 'micrometres'} from their range." if guess else
+                         f"The file lists wavelengths ({span}) without a unit that their range could tell; "
+                         f"band numbers are used instead.")
+        if guess:
+            return unitless, guess
     return None, None
+
+
+def unit_from_range(values: np.ndarray) -> Optional[str]:
+    """``"um"`` for values within 0.2-30 (reflective and thermal infrared in micrometres), ``"nm"``
+    for values within 200-30000, otherwise None; None too for band numbers (1, 2, ..., n or 0, ...)."""
+    values = np.asarray(values, dtype=np.float64)
+    steps = np.arange(values.size, dtype=np.float64)
+    if np.array_equal(values, steps + 1) or np.array_equal(values, steps):
+        return None
+    low, high = float(np.min(values)), float(np.max(values))
+    if 0.2 <= low and high <= 30.0 and high > low:
+        return "um"
+    if 200.0 <= low and high <= 30000.0 and high > low:
+        return "nm"
+    return None

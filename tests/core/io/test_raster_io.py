@@ -149,11 +149,21 @@ def test_band_metadata_wins_over_descriptions(tmp_path):
     assert scene.wavelength_units == "nm"
 
 
-def test_wavelengths_without_units_are_not_used(tmp_path):
-    md = [{"wavelength": v} for v in (450, 550, 650)]
+@pytest.mark.parametrize("values,unit", [((450, 550, 650), "nm"), ((0.45, 0.55, 0.65), "um"),
+                                         ((8.1, 9.5, 11.2), "um")])
+def test_wavelengths_without_units_get_one_from_their_range(tmp_path, values, unit):
+    md = [{"wavelength": v} for v in values]
     scene = read_scene(write_raster(tmp_path / "nounit.tif", ramp(), metadata=md))
+    np.testing.assert_allclose(scene.wavelengths, values)
+    assert scene.wavelength_units == unit
+    assert any("without a unit; read as" in note for note in scene.notes)
+
+
+def test_unitless_numbers_that_cannot_be_wavelengths_are_not_used(tmp_path):
+    md = [{"wavelength": v} for v in (1, 2, 3)]
+    scene = read_scene(write_raster(tmp_path / "index.tif", ramp(), metadata=md))
     assert scene.wavelengths is None and scene.wavelength_units is None
-    assert any("without a unit" in note for note in scene.notes)
+    assert any("band numbers are used instead" in note for note in scene.notes)
 
 
 def test_no_wavelengths_at_all(tmp_path):
