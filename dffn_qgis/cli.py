@@ -45,15 +45,18 @@ class ProgressBar:
     def __call__(self, fraction: float, message: str) -> None:
         if not self.enabled:
             return
+        from .core.run.progress import time_left
+
         elapsed = time.perf_counter() - self.t0
+        left = time_left(elapsed, fraction)
         if self.tty:
             filled = int(30 * fraction)
             self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {100 * fraction:5.1f}% "
-                              f"{elapsed:6.1f}s  {message[:60]:<60}")
+                              f"{elapsed:6.1f}s {left:>22}  {message[:50]:<50}")
             self.stream.flush()
         elif int(10 * fraction) > self.last_decile:
             self.last_decile = int(10 * fraction)
-            self.stream.write(f"{100 * fraction:5.1f}% {elapsed:6.1f}s {message}\n")
+            self.stream.write(f"{100 * fraction:5.1f}% {elapsed:6.1f}s {message}{' (' + left + ')' if left else ''}\n")
 
     def info(self, message: str) -> None:
         if self.enabled:

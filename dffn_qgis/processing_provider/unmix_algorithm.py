@@ -93,17 +93,17 @@ class _ProgressBridge:
     """Core Monitor callbacks → QgsProcessingFeedback, thread-safe (feedback emits signals)."""
 
     def __init__(self, feedback):
+        from ..core.run.progress import StatusLine
+
         self.feedback = feedback
-        self._last_key = None
+        self.status = StatusLine()
 
     def progress(self, fraction, message=""):
         self.feedback.setProgress(100.0 * fraction)
-        if message:
-            # "epoch 12/400" and "epoch 13/400" are one stage: show it once, not every epoch.
-            key = re.sub(r"[-+]?\d[\d.,eE+-]*", "#", message)
-            if key != self._last_key:
-                self._last_key = key
-                self.feedback.setProgressText(message)
+        # a new stage at once; the current one ("epoch 12, loss ...") every 2 s, with the time left
+        text = self.status.update(fraction, message)
+        if text:
+            self.feedback.setProgressText(text)
 
     def is_cancelled(self):
         return self.feedback.isCanceled()

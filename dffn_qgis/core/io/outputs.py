@@ -112,7 +112,7 @@ def write_outputs(plan: OutputPlan, scene: Scene, result: UnmixResult,
     except BaseException:
         staging.discard()
         raise
-    monitor.progress(1.0, "outputs written")
+    monitor.progress(1.0)
     return paths
 
 
@@ -396,7 +396,7 @@ def write_geotiff(path, maps: np.ndarray, scene: Scene, descriptions: List[str],
                     block[~np.isfinite(block)] = NODATA
                     if band.WriteArray(block, 0, row0) != 0 or errors:
                         _raise_on(errors or ["write error"], path, "write")
-                monitor.progress(min(row0 + BLOCK_ROWS, height) / height, "writing rasters")
+                monitor.progress(min(row0 + BLOCK_ROWS, height) / height)
             ds.FlushCache()
             _raise_on(errors, path, "write")
         finally:

@@ -59,3 +59,42 @@ class Monitor:
 
 def as_monitor(monitor: Optional[Monitor]) -> Monitor:
     return monitor if monitor is not None else Monitor()
+
+
+def time_left(elapsed: float, fraction: float) -> str:
+    """``"about 1 min 20 s left"`` from the time spent and the share done ("" while too early to say)."""
+    if elapsed < 3.0 or not 0.02 <= fraction < 1.0:
+        return ""
+    left = elapsed * (1.0 - fraction) / fraction
+    if left < 60:
+        return f"about {max(1, round(left))} s left"
+    minutes, seconds = divmod(round(left), 60)
+    if minutes < 60:
+        return f"about {minutes} min {seconds:02d} s left"
+    return f"about {minutes // 60} h {minutes % 60:02d} min left"
+
+
+class StatusLine:
+    """The text a progress display shows: a new stage at once, the same stage (say "epoch 12" after
+    "epoch 11") at most every ``every`` seconds, with the time left; ``None`` when nothing changes."""
+
+    def __init__(self, every: float = 2.0, clock=None):
+        import re
+        import time
+
+        self._digits = re.compile(r"[-+]?\d[\d.,eE+-]*")
+        self._clock = clock or time.monotonic
+        self._start = self._clock()
+        self._last_key, self._last_time = None, -float("inf")
+        self.every = every
+
+    def update(self, fraction: float, message: str) -> Optional[str]:
+        if not message:
+            return None
+        now = self._clock()
+        key = self._digits.sub("#", message)
+        if key == self._last_key and now - self._last_time < self.every:
+            return None
+        self._last_key, self._last_time = key, now
+        left = time_left(now - self._start, fraction)
+        return f"{message} ({left})" if left else message
