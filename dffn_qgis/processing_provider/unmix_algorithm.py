@@ -48,6 +48,14 @@ if _INTEGER is None:  # pragma: no cover - QGIS 4
 _FILE_FILTER_CSV = "CSV files (*.csv)"
 _FILE_FILTER_HTML = "HTML files (*.html *.htm)"
 
+def _preset_value(preset, name):
+    """A preset's value for the help; the step schedule's settings say when the preset does not use them."""
+    value = getattr(preset, name)
+    if name in ("lr_step", "lr_gamma") and preset.schedule != "step":
+        return "{} (unused: {} schedule)".format(value, preset.schedule)
+    return value
+
+
 def _number_type(parameter):
     return _INTEGER if parameter.kind is int else _DOUBLE
 
@@ -161,7 +169,7 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
     def shortHelpString(self):
         fast, paper = PRESETS["fast"], PRESETS["paper"]
         lines = [
-            _tr("Blind hyperspectral unmixing with DFFN, a deep feature fusion network: it finds "
+            _tr("Blind hyperspectral unmixing with DFFN, the Dual-Feature Fusion Network: it finds "
                 "the spectra of N pure materials (endmembers) in the image and, for every pixel, "
                 "the fraction of each (abundances between 0 and 1 that sum to 1)."),
             "",
@@ -179,6 +187,12 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
                 "if there is no GPU."),
             _tr("Random seed: the same seed on the same machine gives the same result."),
             "",
+            _tr("Run time: measured on a 2-core CPU without bfloat16 units, the fast preset takes about 4 "
+                "minutes on Samson (95 x 95 pixels, 156 bands; training costs about 0.4 s an epoch there, "
+                "growing with pixels x bands, and stops early once the loss settles), and the scalable path "
+                "about 5 minutes on 1000 x 1000 pixels x 224 bands; a CUDA GPU or bfloat16 CPU units make it "
+                "several times faster. Not sure how many endmembers? Run Count endmembers first, or give 0."),
+            "",
             _tr("Large images: up to {} pixels (200 x 200) the published method runs on the whole "
                 "image. Larger images are read in windows and never held in memory: the spatial "
                 "similarity is approximated (its measured error is in the log), the network trains "
@@ -193,7 +207,7 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
         for parameter in advanced():
             lines.append("  {} ({}): {}; {}; fast {}, paper {}.".format(
                 parameter.qgis_name, _tr(parameter.label), _tr(parameter.help), parameter.range_text,
-                getattr(fast, parameter.name), getattr(paper, parameter.name)))
+                _preset_value(fast, parameter.name), _preset_value(paper, parameter.name)))
         lines += [
             "",
             _tr("Outputs (only the abundances are required; the dialog creates the others too "

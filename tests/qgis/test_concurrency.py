@@ -176,9 +176,9 @@ STAGES = {
                        dict(FFM_BLOCK=512, EPOCHS=3)),
     # a 16 x 16 image trained for 100000 epochs (a few ms each): cancelled long before the end
     "training": ("training: epoch", "lowest loss", dict(EPOCHS=100000)),
-    # the worker is held right after the first block of the abundance stack was written to its
-    # temporary file; the main thread cancels, then lets it go on
-    "writing": ("writing rasters", "outputs written", dict(EPOCHS=3)),
+    # the worker is held when the writing starts (the staging of temporary files has begun); the
+    # main thread cancels, then lets it go on
+    "writing": ("writing the abundance rasters", "outputs written", dict(EPOCHS=3)),
 }
 
 

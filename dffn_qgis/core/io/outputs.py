@@ -223,15 +223,15 @@ def _write_all(plan: OutputPlan, paths: dict, scene: Scene, result: UnmixResult,
                staging: _Staging, monitor: Monitor) -> None:
     names = result.endmember_names
     abundances = np.asarray(result.abundances)
-    monitor.progress(0.0, "writing the abundance rasters")
-    write_geotiff(staging.temp(paths["stack"]), abundances, scene, names, monitor.sub(0.0, 0.4))
+    stage = "writing the abundance rasters"
+    write_geotiff(staging.temp(paths["stack"]), abundances, scene, names, monitor.sub(0.0, 0.4), stage)
     per_em = paths["abundances"]
     for i, final in enumerate(per_em):
         write_geotiff(staging.temp(final), abundances[i:i + 1], scene, [names[i]],
-                      monitor.sub(0.4 + 0.3 * i / len(per_em), 0.4 + 0.3 * (i + 1) / len(per_em)))
+                      monitor.sub(0.4 + 0.3 * i / len(per_em), 0.4 + 0.3 * (i + 1) / len(per_em)), stage)
     if paths["error"] is not None:
         write_geotiff(staging.temp(paths["error"]), np.asarray(result.error)[None], scene,
-                      ["reconstruction spectral angle (rad)"], monitor.sub(0.7, 0.8))
+                      ["reconstruction spectral angle (rad)"], monitor.sub(0.7, 0.8), "writing the error map")
     if paths["dominant"] is not None:
         write_class_raster(staging.temp(paths["dominant"]), dominant_endmember(abundances), scene, names)
     monitor.progress(0.8, "writing the endmember spectra")
@@ -365,7 +365,7 @@ def write_class_raster(path, classes: np.ndarray, scene: Scene, names: List[str]
 
 
 def write_geotiff(path, maps: np.ndarray, scene: Scene, descriptions: List[str],
-                  monitor: Optional[Monitor] = None) -> None:
+                  monitor: Optional[Monitor] = None, stage: str = "") -> None:
     """Write ``maps`` (bands, rows, cols) as a float32 GeoTIFF at ``path`` (any file name).
 
     NaN becomes :data:`NODATA`; the scene's CRS and geotransform are kept (when known); each
@@ -396,7 +396,7 @@ def write_geotiff(path, maps: np.ndarray, scene: Scene, descriptions: List[str],
                     block[~np.isfinite(block)] = NODATA
                     if band.WriteArray(block, 0, row0) != 0 or errors:
                         _raise_on(errors or ["write error"], path, "write")
-                monitor.progress(min(row0 + BLOCK_ROWS, height) / height)
+                monitor.progress(min(row0 + BLOCK_ROWS, height) / height, stage)
             ds.FlushCache()
             _raise_on(errors, path, "write")
         finally:

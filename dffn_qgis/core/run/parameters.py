@@ -116,7 +116,7 @@ SCHEMA: Tuple[Parameter, ...] = (
               "with the step schedule, the learning rate is multiplied by the step factor every this many "
               "epochs", 1, 10 ** 7),
     Parameter("lr_gamma", float, "Learning rate step factor",
-              "factor applied to the learning rate at each step", 0.0, 1.0),
+              "with the step schedule, the factor applied to the learning rate at each step", 0.0, 1.0),
     Parameter("eem_lr", float, "Endmember module learning rate",
               "learning rate of the endmember module (0: the same as the learning rate)", 0.0, 10.0),
     Parameter("starts", int, "Starts",
