@@ -252,8 +252,9 @@ def _write_plot_report_record(paths: dict, scene: Scene, result: UnmixResult,
     png_bytes = None
     if any(paths[k] is not None for k in ("plot_png", "plot_svg", "report_html")):
         monitor.progress(0.85, "plotting the endmembers")
-        fig = endmember_figure(result.endmembers, scene.wavelengths, scene.wavelength_units,
-                               result.endmember_names, title="DFFN endmembers")
+        values, label = _as_in_the_file(result.endmembers, scene)
+        fig = endmember_figure(values, scene.wavelengths, scene.wavelength_units,
+                               result.endmember_names, title="DFFN endmembers", ylabel=label)
         save_figure(fig, _maybe_temp(staging, paths["plot_png"]), _maybe_temp(staging, paths["plot_svg"]))
         if paths["report_html"] is not None:
             png_bytes = figure_to_png_bytes(fig)
@@ -266,6 +267,20 @@ def _write_plot_report_record(paths: dict, scene: Scene, result: UnmixResult,
         record["outputs"] = paths
         _write_text(staging.temp(paths["record_json"]),
                     json.dumps(record, indent=2, default=str, allow_nan=True) + "\n")
+
+
+def _as_in_the_file(endmembers: np.ndarray, scene: Scene) -> Tuple[np.ndarray, str]:
+    """The endmembers in the input's own values (its GDAL scale and offset applied; the engine's
+    division by the largest value undone) and the y-axis label: "reflectance" when the file's scale
+    makes the values reflectance-like (a scale below 1, values within 0-1.5)."""
+    scaling = scene.scaling or {}
+    divisor = float(scaling.get("divisor") or 1.0)
+    values = np.asarray(endmembers, dtype=np.float64) * divisor
+    scales = scaling.get("gdal_scale")
+    scales = [scales] if isinstance(scales, (int, float)) else list(scales or [])
+    if scales and all(0 < s < 1 for s in scales) and np.nanmax(values) <= 1.5:
+        return values, "reflectance"
+    return values, "value as in the input file" if divisor != 1.0 else "value"
 
 
 def _maybe_temp(staging: _Staging, final) -> Optional[Path]:

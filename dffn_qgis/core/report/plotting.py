@@ -15,13 +15,26 @@ from matplotlib.figure import Figure
 DPI = 120
 
 
+def plot_order(x: np.ndarray) -> tuple:
+    """Indices that sort ``x`` and the positions (in sorted order) before which the line breaks: where
+    the spacing exceeds 2.5 times the median one (bands left out between, water-vapour windows)."""
+    order = np.argsort(x, kind="stable")
+    steps = np.diff(x[order])
+    positive = steps[steps > 0]
+    if positive.size == 0:
+        return order, np.array([], dtype=int)
+    breaks = np.flatnonzero(steps > 2.5 * np.median(positive)) + 1
+    return order, breaks
+
+
 def endmember_figure(endmembers: np.ndarray, wavelengths: Optional[Sequence[float]] = None,
                      units: Optional[str] = None, names: Optional[Sequence[str]] = None,
-                     title: Optional[str] = None) -> Figure:
+                     title: Optional[str] = None, ylabel: str = "reflectance (scaled)") -> Figure:
     """Line plot of the endmember spectra (bands L x P), one distinct colour each.
 
     The x axis is the wavelength (with ``units`` when known) or, without wavelengths, the band
-    number (1-based).
+    number (1-based). Bands are drawn in wavelength order (overlapping detectors, such as EnMAP's
+    VNIR and SWIR, do not loop back) and the line breaks across gaps (bands left out).
     """
     E = np.asarray(endmembers, dtype=np.float64)
     if E.ndim != 2:
@@ -38,10 +51,12 @@ def endmember_figure(endmembers: np.ndarray, wavelengths: Optional[Sequence[floa
     fig = Figure(figsize=(8.0, 4.5), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
+    order, breaks = plot_order(np.asarray(x, dtype=np.float64))
+    xs = np.insert(np.asarray(x, dtype=np.float64)[order], breaks, np.nan)
     for i, colour in enumerate(distinct_colours(P)):
-        ax.plot(x, E[:, i], color=colour, linewidth=1.6, label=names[i])
+        ax.plot(xs, np.insert(E[order, i], breaks, np.nan), color=colour, linewidth=1.6, label=names[i])
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("reflectance (scaled)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title or "Endmember spectra")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize="small")

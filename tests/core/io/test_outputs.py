@@ -325,3 +325,16 @@ def test_refuses_to_overwrite_input(tmp_path):
     with pytest.raises(InputError, match="overwrite the input"):
         write_outputs(OutputPlan(stack=str(source)), scene, make_result(scene))
     assert source.read_bytes() == b"input"
+
+
+def test_the_plot_shows_the_files_own_values_and_says_reflectance_when_the_scale_says_so():
+    from dffn_qgis.core.io.outputs import _as_in_the_file
+
+    scene = make_scene()
+    E = np.full((scene.n_bands, 2), 0.5)
+    scene.scaling = {"gdal_scale": 0.0001, "gdal_offset": 0.0, "divisor": 0.6}     # int16 x 10000
+    values, label = _as_in_the_file(E, scene)
+    assert np.allclose(values, 0.3) and label == "reflectance"
+    scene.scaling = {"gdal_scale": 1.0, "gdal_offset": 0.0, "divisor": 3000.0}      # raw counts
+    values, label = _as_in_the_file(E, scene)
+    assert np.allclose(values, 1500.0) and label == "value as in the input file"

@@ -73,3 +73,15 @@ def test_pyplot_never_imported():
             "p.figure_to_png_bytes(p.endmember_figure(np.ones((3, 2)))); "
             "assert 'matplotlib.pyplot' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True)
+
+
+def test_bands_are_drawn_in_wavelength_order_and_the_line_breaks_at_gaps():
+    from dffn_qgis.core.report.plotting import plot_order
+
+    x = np.array([400, 410, 420, 993, 902, 912, 922, 1300, 1310, 1500, 1510.0])   # EnMAP-like overlap
+    order, breaks = plot_order(x)
+    assert np.all(np.diff(x[order]) > 0)
+    assert list(breaks) == [3, 6, 7, 9]
+    fig = endmember_figure(np.ones((x.size, 2)), x, "nm", ["a", "b"], ylabel="reflectance")
+    line = fig.axes[0].get_lines()[0]
+    assert np.isnan(line.get_xdata()).sum() == 4 and fig.axes[0].get_ylabel() == "reflectance"
