@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--bands", type=_band_list, default=None, metavar="LIST",
                    help="1-based bands to use, e.g. 1-100,120-150 (default: all except bands flagged bad)")
     u.add_argument("--prefix", default=None, help="file name prefix of the outputs (default: input's name)")
+    u.add_argument("--keep-bad-bands", action="store_true",
+                   help="keep the bands the file flags bad (bbl) and those in the atmospheric water-vapour "
+                        "windows (about 1340-1460, 1790-1960 nm and beyond 2450 nm), left out by default")
     u.add_argument("--library", default=None, metavar="FILE",
                    help="spectral library that names the endmembers (ENVI .sli or a CSV with a wavelength "
                         "column; default: the bundled one built from earthlib; none: no names)")
@@ -197,7 +200,7 @@ def _run_unmix(args) -> int:
     params = params_for(args.preset, **{p.name: getattr(args, p.name) for p in SCHEMA})
     request = service.RunRequest.make(args.input, params, plan_outputs(args.output_dir, args.prefix or
                                                                        Path(args.input).stem), args.bands,
-                                       args.library)
+                                       args.library, args.keep_bad_bands)
     bar = ProgressBar(enabled=not args.quiet)
     cancel = {"asked": False}
 

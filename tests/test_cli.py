@@ -92,3 +92,14 @@ def test_auto_endmembers_uses_the_estimate_and_records_it(tmp_path):
     record = json.loads((out / "three_abundances.json").read_text())
     assert record["params"]["n_endmembers"] == 3 and record["endmember_count"]["recommended"] == 3
     assert cli("unmix", tif, "-p", "many", "-o", out).returncode == 2
+
+
+def test_water_vapour_bands_are_left_out_unless_kept(tmp_path):
+    s = synthetic.make_scene(16, 16, 40, 3, seed=14, snr_db=40)
+    tif = Path(synthetic.write_geotiff(s, tmp_path / "w.tif")["image"])
+    common = ["-p", "3", "--preset", "paper", "--epochs", "2", "--device", "cpu", "--library", "none"]
+    assert cli("unmix", tif, "-o", tmp_path / "a", *common).returncode == 0
+    assert cli("unmix", tif, "-o", tmp_path / "b", *common, "--keep-bad-bands").returncode == 0
+    dropped = json.loads((tmp_path / "a" / "w_abundances.json").read_text())["bands_used"]
+    kept = json.loads((tmp_path / "b" / "w_abundances.json").read_text())["bands_used"]
+    assert kept == list(range(1, 41)) and len(dropped) < 40 and set(dropped) < set(kept)

@@ -15,6 +15,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputMultipleLayers,
     QgsProcessingParameterBand,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
@@ -135,6 +136,7 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
     ERROR = "ERROR"
     DOMINANT = "DOMINANT"
     LIBRARY = "LIBRARY"
+    KEEP_BAD_BANDS = "KEEP_BAD_BANDS"
 
     def createInstance(self):
         return DFFNUnmixAlgorithm()
@@ -221,6 +223,8 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
             _tr("  Report (PLOT): HTML page with the endmember spectra plot (PNG and SVG of the same "
                 "name beside it), "
                 "shown in the Results Viewer."),
+            _tr("  KEEP_BAD_BANDS: without a band list, bands flagged bad (bbl) and those in the atmospheric "
+                "water-vapour windows are left out (the log lists them); tick to keep them."),
             _tr("  Names: with wavelengths in the image, each endmember is named after the nearest class of a "
                 "spectral library (LIBRARY, or the bundled one built from earthlib: vegetation, soil, water, "
                 "asphalt, roofs, dry vegetation, concrete, char, sand, wood) when the spectral angle is below "
@@ -265,6 +269,11 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
             fileFilter="Spectral libraries (*.sli *.hdr *.csv);;All files (*.*)", optional=True)
         self._advanced(library, _tr("ENVI .sli or a CSV with a wavelength column; names each endmember after the "
                                     "nearest class when the spectral angle is below the threshold"))
+        keep = QgsProcessingParameterBoolean(
+            self.KEEP_BAD_BANDS, _tr("Keep bad bands and water-vapour windows"), defaultValue=False, optional=True)
+        self._advanced(keep, _tr("without a band list, bands the file flags bad (bbl) and those in the atmospheric "
+                                 "water-vapour windows (about 1340-1460, 1790-1960 nm, beyond 2450 nm) are left out; "
+                                 "tick to keep them"))
         for parameter in advanced():
             if parameter.kind is str:
                 param = QgsProcessingParameterEnum(
@@ -398,7 +407,8 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
             destination(self.DOMINANT, as_layer=True))
         folder_is_new = folder is not None and not os.path.isdir(folder)
         library = self.parameterAsFile(parameters, self.LIBRARY, context) or None
-        request = service.RunRequest.make(path, params, plan, bands, library)
+        keep_bad_bands = self.parameterAsBool(parameters, self.KEEP_BAD_BANDS, context)
+        request = service.RunRequest.make(path, params, plan, bands, library, keep_bad_bands)
 
         feedback.pushInfo(_tr("DFFN: torch {}, requested device '{}', CUDA available: {}").format(
             torch.__version__, params.device, torch.cuda.is_available()))

@@ -93,7 +93,8 @@ def test_outputs_exist(finished_run):
     assert record  # the run record goes next to the stack
     with open(r["ENDMEMBERS"], newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
-    assert len(rows[0]) == ENDMEMBERS + 1 and len(rows) - 1 == gdal.Open(p["INPUT"]).RasterCount
+    record = json.load(open(os.path.splitext(r["OUTPUT"])[0] + ".json", encoding="utf-8"))
+    assert len(rows[0]) == ENDMEMBERS + 1 and len(rows) - 1 == len(record["bands_used"])
     leftovers = [n for n in os.listdir(finished_run["out"]) if ".part" in n]
     assert not leftovers
 
@@ -440,7 +441,18 @@ def test_apply_endmembers_in_a_batch_gives_every_tile_the_same_order(dffn_provid
 def test_apply_endmembers_refuses_spectra_it_cannot_match(dffn_provider, tmp_path, scene_tif):
     bad = tmp_path / "bad.csv"
     bad.write_text("band,a,b\n1,0.1,0.2\n2,0.2,0.3\n3,0.3,0.1\n")
-    with pytest.raises(QgsProcessingException, match="3 bands and the image 24"):
+    with pytest.raises(QgsProcessingException, match="the spectra have 3 bands and the image 2"):
         processing.run("dffn:applyendmembers", {"INPUT": scene_tif, "SPECTRA": str(bad),
                                                 "OUTPUT": str(tmp_path / "o" / "ab.tif")})
     assert not (tmp_path / "o").exists()
+
+
+def test_keep_bad_bands_keeps_the_water_vapour_windows(dffn_provider, scene_tif, tmp_path):
+    import json as json_module
+
+    used = []
+    for keep in (False, True):
+        out = tmp_path / str(keep)
+        processing.run("dffn:unmix", dict(FAST, INPUT=scene_tif, OUTPUT=str(out / "ab.tif"), KEEP_BAD_BANDS=keep))
+        used.append(json_module.load(open(str(out / "ab.json"), encoding="utf-8"))["bands_used"])
+    assert len(used[0]) < len(used[1]) == gdal.Open(scene_tif).RasterCount

@@ -220,6 +220,19 @@ def find_wavelengths(ds, header: Optional[dict] = None,
     return None, None
 
 
+# Atmospheric water-vapour windows (nm) where surface reflectance cannot be measured, and beyond 2450 nm
+ABSORPTION_WINDOWS_NM = ((1340.0, 1460.0), (1790.0, 1960.0), (2450.0, float("inf")))
+
+
+def absorption_flags(wavelengths: np.ndarray, units: str) -> np.ndarray:
+    """True for the bands whose centre lies in an atmospheric absorption window."""
+    wl = np.asarray(wavelengths, dtype=np.float64) * (1000.0 if units == "um" else 1.0)
+    flags = np.zeros(wl.shape, dtype=bool)
+    for low, high in ABSORPTION_WINDOWS_NM:
+        flags |= (wl > low) & (wl < high)
+    return flags
+
+
 def unit_from_range(values: np.ndarray) -> Optional[str]:
     """``"um"`` for values within 0.2-30 (reflective and thermal infrared in micrometres), ``"nm"``
     for values within 200-30000, otherwise None; None too for band numbers (1, 2, ..., n or 0, ...)."""

@@ -23,7 +23,8 @@ from ..errors import InputError
 from ..run.progress import Monitor, as_monitor
 from .scene import Scene
 from .gdal_open import _last_gdal_error, _quiet_gdal, open_raster
-from .band_metadata import _format_ranges, bad_band_flags, find_wavelengths, read_envi_header, validate_band_list
+from .band_metadata import (_format_ranges, absorption_flags, bad_band_flags, find_wavelengths, read_envi_header,
+                             validate_band_list)
 from .scaling import _F32_MAX, extreme_values_note, negative_values_note, scale_to_unit_max, scaling_record
 
 DEFAULT_BLOCK_BYTES = 64 * 1024 * 1024      # float64 working memory per read block
@@ -82,7 +83,25 @@ def _default_bands(ds, path: str, use_bbl: bool, header: Optional[dict],
         notes.append(f"Dropped {len(dropped)} bad band(s) flagged by the bad-band list (bbl): "
                      f"{_format_ranges(dropped)}.")
         numbers = kept
+    if use_bbl:
+        numbers = _without_absorption_bands(ds, header, numbers, notes)
     return numbers
+
+
+def _without_absorption_bands(ds, header: Optional[dict], numbers: List[int], notes: List[str]) -> List[int]:
+    """``numbers`` without the bands in the atmospheric water-vapour windows, when wavelengths are known."""
+    wavelengths, units = find_wavelengths(ds, header)
+    if wavelengths is None:
+        return numbers
+    flags = absorption_flags(wavelengths, units)
+    dropped = [b for b in numbers if flags[b - 1]]
+    kept = [b for b in numbers if not flags[b - 1]]
+    if not dropped or len(kept) < 3:
+        return numbers
+    notes.append(f"Dropped {len(dropped)} band(s) in the atmospheric water-vapour windows (about 1340-1460 and "
+                 f"1790-1960 nm, and beyond 2450 nm): {_format_ranges(dropped)}; keep them with "
+                 f"--keep-bad-bands (KEEP_BAD_BANDS in QGIS).")
+    return kept
 
 
 # ---------------------------------------------------------------------------------------------

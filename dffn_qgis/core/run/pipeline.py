@@ -188,8 +188,12 @@ def name_endmembers(result: UnmixResult, scene: Scene, library: Optional[str], m
 
 
 def unmix_file(input_path: str, plan: OutputPlan, params: DFFNParams, bands: Optional[Sequence[int]] = None,
-               monitor: Optional[Monitor] = None, library: Optional[str] = None) -> RunSummary:
+               monitor: Optional[Monitor] = None, library: Optional[str] = None,
+               keep_bad_bands: bool = False) -> RunSummary:
     """Read ``input_path``, unmix it and write every output of ``plan`` (all or nothing).
+
+    Without ``bands``, bands flagged bad (``bbl``) and bands in the atmospheric water-vapour windows
+    are left out unless ``keep_bad_bands``.
 
     Images up to ``params.exact_limit`` pixels (or with ``method="exact"``) are read whole and
     unmixed exactly; larger ones (or ``method="scalable"``) are read window by window on the
@@ -204,7 +208,7 @@ def unmix_file(input_path: str, plan: OutputPlan, params: DFFNParams, bands: Opt
     in_memory = path.lower().endswith(".mat")
     cache_bytes = 0
     if in_memory:
-        scene = read_scene(path, bands=band_list, monitor=monitor.sub(0.0, _READ))
+        scene = read_scene(path, bands=band_list, use_bbl=not keep_bad_bands, monitor=monitor.sub(0.0, _READ))
         n_bands, height, width = scene.shape
     else:
         ds = open_raster(path)
@@ -216,7 +220,7 @@ def unmix_file(input_path: str, plan: OutputPlan, params: DFFNParams, bands: Opt
     count = None
     if params.n_endmembers == 0:            # estimated before the memory plan, which depends on it
         counted = (ArraySource(scene) if in_memory
-                   else RasterSource(path, bands=band_list, monitor=monitor.sub(0.0, _READ)))
+                   else RasterSource(path, bands=band_list, use_bbl=not keep_bad_bands, monitor=monitor.sub(0.0, _READ)))
         try:
             params, count = resolve_count(params, counted, monitor.sub(0.0, _READ))
         finally:
@@ -225,12 +229,12 @@ def unmix_file(input_path: str, plan: OutputPlan, params: DFFNParams, bands: Opt
                                                params, device, monitor, cache_bytes)
     if method == "exact":
         if not in_memory:
-            scene = read_scene(path, bands=band_list, monitor=monitor.sub(0.0, _READ))
+            scene = read_scene(path, bands=band_list, use_bbl=not keep_bad_bands, monitor=monitor.sub(0.0, _READ))
         t_read = time.perf_counter() - t0
         result = unmix_scene(scene, run_params, monitor.sub(_READ, _TRAIN), memory_plan=memory_plan, count=count)
     else:
         source = (ArraySource(scene) if in_memory
-                  else RasterSource(path, bands=band_list, monitor=monitor.sub(0.0, _READ)))
+                  else RasterSource(path, bands=band_list, use_bbl=not keep_bad_bands, monitor=monitor.sub(0.0, _READ)))
         scene = source.scene
         t_read = time.perf_counter() - t0
         try:

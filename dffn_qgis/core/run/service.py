@@ -29,12 +29,13 @@ class RunRequest:
     outputs: OutputPlan
     bands: Optional[Tuple[int, ...]] = None
     library: Optional[str] = None       # names the endmembers: a file, None (bundled) or "none"
+    keep_bad_bands: bool = False        # keep bands flagged bad and those in water-vapour windows
 
     @classmethod
     def make(cls, input_path, params: DFFNParams, outputs: OutputPlan, bands: Optional[Sequence[int]] = None,
-             library: Optional[str] = None) -> "RunRequest":
+             library: Optional[str] = None, keep_bad_bands: bool = False) -> "RunRequest":
         return cls(str(input_path), params, outputs, tuple(bands) if bands else None,
-                   None if library is None else str(library))
+                   None if library is None else str(library), bool(keep_bad_bands))
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def run(request: RunRequest, monitor: Optional[Monitor] = None):
     if request.library not in (None, "none") and not Path(request.library).exists():
         raise InputError(f"spectral library not found: {request.library}")
     return unmix_file(path, request.outputs, request.params, bands=request.bands, monitor=monitor,
-                      library=request.library)
+                      library=request.library, keep_bad_bands=request.keep_bad_bands)
 
 
 def traceback_text(exc: BaseException) -> str:

@@ -77,8 +77,19 @@ def synth_files(synth, tmp_path_factory):
 # ---------------------------------------------------------------------------------------------
 # round trips with the synthetic writer
 
-def test_synthetic_geotiff_round_trip(synth, synth_files):
+def test_bands_in_water_vapour_windows_are_dropped_unless_kept(synth, synth_files):
+    wavelengths = np.asarray(synth.wavelengths)
+    in_window = ((wavelengths > 1340) & (wavelengths < 1460)) | ((wavelengths > 1790) & (wavelengths < 1960)) | \
+        (wavelengths > 2450)
+    assert in_window.any()
     scene = read_scene(synth_files["int16"])
+    assert scene.band_indices == [i + 1 for i in range(len(wavelengths)) if not in_window[i]]
+    assert any("water-vapour windows" in note for note in scene.notes)
+    assert read_scene(synth_files["int16"], use_bbl=False).n_bands == len(wavelengths)
+
+
+def test_synthetic_geotiff_round_trip(synth, synth_files):
+    scene = read_scene(synth_files["int16"], use_bbl=False)      # every band, the absorption windows too
     assert scene.shape == synth.cube.shape and scene.data.dtype == np.float32
     assert scene.geotransform == GT
     srs = osr.SpatialReference(wkt=scene.crs_wkt)
@@ -554,8 +565,9 @@ def test_enmap_tile():
     path = str(ENMAP / "images_enmap_potsdam_tile_128_0.tif")
     _enmap_tiles()
     scene = read_scene(path)
-    assert scene.shape == (218, 32, 32)                       # 224 bands less 6 flagged by bbl
-    assert [b for b in range(1, 225) if b not in scene.band_indices] == list(range(130, 136))
+    assert scene.shape == (215, 32, 32)        # 224 bands less 6 flagged by bbl, 3 in a water-vapour window
+    assert [b for b in range(1, 225) if b not in scene.band_indices] == list(range(130, 136)) + [164, 165, 166]
+    assert any("water-vapour windows" in n and "164-166" in n for n in scene.notes)
     assert scene.wavelengths[0] == pytest.approx(418.24) and scene.wavelength_units == "nm"
     assert scene.nodata == -32768 and scene.n_valid == 32 * 32
     assert scene.scaling["gdal_scale"] == pytest.approx(1e-4)
@@ -564,7 +576,7 @@ def test_enmap_tile():
     assert scene.band_names[0] == "band 1 (418.24 Nanometers)"
     # without the bad-band list the same bands go, because they hold only nodata
     everything = read_scene(path, use_bbl=False)
-    assert everything.band_indices == scene.band_indices
+    assert everything.band_indices == sorted(scene.band_indices + [164, 165, 166])
     assert any("holding only nodata" in n for n in everything.notes)
 
 
@@ -577,7 +589,7 @@ def test_enmap_vrt_mosaic_has_nodata_holes(tmp_path):
     assert scene.n_bands == 218
     assert scene.n_valid == len(tiles) * 32 * 32                # the holes are nodata
     assert scene.wavelengths is None                           # BuildVRT keeps no band metadata
-    tile = read_scene(ENMAP / "images_enmap_potsdam_tile_128_0.tif")
+    tile = read_scene(ENMAP / "images_enmap_potsdam_tile_128_0.tif", use_bbl=False)   # no windows dropped
     column = int((tile.geotransform[0] - scene.geotransform[0]) / 30)
     row = int((scene.geotransform[3] - tile.geotransform[3]) / 30)
     window = scene.data[:, row:row + 32, column:column + 32] * scene.scaling["divisor"]

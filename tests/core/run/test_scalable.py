@@ -40,7 +40,7 @@ def test_raster_source_reads_what_read_scene_reads(tif_with_holes):
     assert source.scene.band_indices == whole.band_indices
     np.testing.assert_allclose(source.scene.wavelengths, whole.wavelengths)
     assert source.scene.geotransform == whole.geotransform and source.scene.crs_wkt == whole.crs_wkt
-    assert source.scene.notes == whole.notes and any("Dropped 1 band" in n for n in whole.notes)
+    assert source.scene.notes == whole.notes and any(n.startswith("Dropped") for n in whole.notes)
     for box in ((0, 0, 70, 90), (13, 29, 40, 33), (69, 89, 1, 1)):
         data, valid = source.read(*box)
         r0, c0, rows, cols = box
