@@ -219,4 +219,5 @@ def test_checked_parameters_never_crash_a_run(values):
         # one line (tests/test_reliability_cli.py::test_non_finite_loss_is_a_clear_error)
         return
     A = result.abundances
-    assert np.isfinite(A).all() and A.shape == (params.n_endmembers,) + scene.valid.shape
+    count = params.n_endmembers or result.record["endmember_count"]["recommended"]     # 0: estimated
+    assert np.isfinite(A).all() and A.shape == (count,) + scene.valid.shape
