@@ -1,51 +1,27 @@
 """Processing algorithm ``dffn:applyendmembers``: unmix a raster with given spectra."""
-import os
-
 from qgis.core import (
-    QgsProcessingAlgorithm,
     QgsProcessingException,
-    QgsProcessingOutputMultipleLayers,
     QgsProcessingParameterBand,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
-    QgsProcessingParameterFileDestination,
-    QgsProcessingParameterFolderDestination,
-    QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
 )
 
-from ..core import deps
 from ..core.run.apply import SOLVERS
-from .unmix_algorithm import _ProgressBridge, _failure_message, _remove_if_empty, _safe_prefix, _tr, input_path
+from .base import DFFNAlgorithm, _ProgressBridge, _safe_prefix, _tr, input_path
 
 
-class DFFNApplyAlgorithm(QgsProcessingAlgorithm):
+class DFFNApplyAlgorithm(DFFNAlgorithm):
     INPUT = "INPUT"
     SPECTRA = "SPECTRA"
     SOLVER = "SOLVER"
     BANDS = "BANDS"
-    OUTPUT = "OUTPUT"
-    ABUNDANCE_FOLDER = "ABUNDANCE_FOLDER"
-    OUTPUT_LAYERS = "OUTPUT_LAYERS"
-    ENDMEMBERS = "ENDMEMBERS"
-    PLOT = "PLOT"
-    ERROR = "ERROR"
-    DOMINANT = "DOMINANT"
-
-    def createInstance(self):
-        return DFFNApplyAlgorithm()
 
     def name(self):
         return "applyendmembers"
 
     def displayName(self):
         return _tr("Apply endmembers")
-
-    def group(self):
-        return _tr("Hyperspectral unmixing")
-
-    def groupId(self):
-        return "unmixing"
 
     def tags(self):
         return _tr("hyperspectral,unmixing,endmember,abundance,fcls,nnls,spectral library").split(",")
@@ -81,33 +57,11 @@ class DFFNApplyAlgorithm(QgsProcessingAlgorithm):
             self.SOLVER, _tr("Solver"), options=list(SOLVERS), defaultValue=0))
         self.addParameter(QgsProcessingParameterBand(
             self.BANDS, _tr("Bands to use (empty: all)"), None, self.INPUT, optional=True, allowMultiple=True))
-        self.addParameter(QgsProcessingParameterRasterDestination(
-            self.OUTPUT, _tr("Abundances (one band per spectrum)")))
-        for param in (QgsProcessingParameterFolderDestination(
-                          self.ABUNDANCE_FOLDER, _tr("Folder for the per-endmember abundance rasters"), optional=True),
-                      QgsProcessingParameterFileDestination(
-                          self.ENDMEMBERS, _tr("Spectra as used (CSV; ENVI .sli beside it)"), "CSV files (*.csv)",
-                          optional=True),
-                      QgsProcessingParameterFileDestination(
-                          self.PLOT, _tr("Report (HTML)"), "HTML files (*.html *.htm)", optional=True),
-                      QgsProcessingParameterRasterDestination(
-                          self.ERROR, _tr("Reconstruction error (spectral angle, radians)"), optional=True),
-                      QgsProcessingParameterRasterDestination(
-                          self.DOMINANT, _tr("Dominant endmember (classes)"), optional=True)):
-            param.setCreateByDefault(True)
-            self.addParameter(param)
-        self.addOutput(QgsProcessingOutputMultipleLayers(self.OUTPUT_LAYERS, _tr("Per-endmember abundance rasters")))
-
-    def checkParameterValues(self, parameters, context):
-        missing = deps.missing_dependencies()
-        if missing:
-            return False, deps.install_hint(missing)
-        return super().checkParameterValues(parameters, context)
+        self.add_unmixing_outputs(_tr("Abundances (one band per spectrum)"),
+                                  _tr("Spectra as used (CSV; ENVI .sli beside it)"))
 
     def processAlgorithm(self, parameters, context, feedback):
-        from ..core.io.outputs import plan_from_destinations
         from ..core.run import service
-        from ..core.run.progress import Monitor
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
@@ -115,28 +69,8 @@ class DFFNApplyAlgorithm(QgsProcessingAlgorithm):
         spectra = self.parameterAsFile(parameters, self.SPECTRA, context)
         solver = SOLVERS[self.parameterAsEnum(parameters, self.SOLVER, context)]
         bands = self.parameterAsInts(parameters, self.BANDS, context) or None
-
-        def destination(name, as_layer=False):
-            value = (self.parameterAsOutputLayer if as_layer else self.parameterAsFileOutput)(parameters, name, context)
-            return value or None
-
-        folder = destination(self.ABUNDANCE_FOLDER)
-        folder_is_new = folder is not None and not os.path.isdir(folder)
-        plan = plan_from_destinations(
-            destination(self.OUTPUT, as_layer=True), folder, destination(self.ENDMEMBERS), destination(self.PLOT),
-            destination(self.ERROR, as_layer=True), _safe_prefix(layer.name()), destination(self.DOMINANT, as_layer=True))
-        bridge = _ProgressBridge(feedback)
-        monitor = Monitor(progress=bridge.progress, is_cancelled=bridge.is_cancelled, info=bridge.info)
-        try:
-            summary = service.apply(input_path(layer), spectra, plan, solver, bands, monitor)
-        except Exception as exc:
-            if folder_is_new:
-                _remove_if_empty(folder)
-            raise QgsProcessingException(_failure_message(exc))
-        written = summary.outputs
-        from .postprocess import register_layers_to_load
-        register_layers_to_load(context, layer.name(), written.stack, written.abundances,
-                                summary.result.endmember_names, written.error, written.plot_png, written.dominant)
-        return {self.OUTPUT: written.stack, self.ABUNDANCE_FOLDER: folder, self.OUTPUT_LAYERS: written.abundances,
-                self.ENDMEMBERS: written.endmembers_csv, self.PLOT: written.report_html, self.ERROR: written.error,
-                self.DOMINANT: written.dominant}
+        plan, folder = self.output_plan(parameters, context, _safe_prefix(layer.name()))
+        monitor = _ProgressBridge(feedback).monitor()
+        summary = self.run_service(
+            lambda: service.apply(input_path(layer), spectra, plan, solver, bands, monitor), folder)
+        return self.unmixing_results(context, layer.name(), summary, folder)

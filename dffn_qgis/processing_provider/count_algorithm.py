@@ -1,6 +1,5 @@
 """Processing algorithm ``dffn:countendmembers``: how many endmembers a raster holds (HySime, HFC)."""
 from qgis.core import (
-    QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBand,
@@ -9,12 +8,11 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..core import deps
 from ..core.method.endmember_count import DEFAULT_FAR
-from .unmix_algorithm import _DOUBLE, _ProgressBridge, _failure_message, _tr, input_path
+from .base import _DOUBLE, DFFNAlgorithm, _ProgressBridge, _tr, input_path
 
 
-class DFFNCountAlgorithm(QgsProcessingAlgorithm):
+class DFFNCountAlgorithm(DFFNAlgorithm):
     INPUT = "INPUT"
     BANDS = "BANDS"
     FAR = "FAR"
@@ -24,20 +22,11 @@ class DFFNCountAlgorithm(QgsProcessingAlgorithm):
     HYSIME_SPATIAL = "HYSIME_SPATIAL"
     HFC = "HFC"
 
-    def createInstance(self):
-        return DFFNCountAlgorithm()
-
     def name(self):
         return "countendmembers"
 
     def displayName(self):
         return _tr("Count endmembers")
-
-    def group(self):
-        return _tr("Hyperspectral unmixing")
-
-    def groupId(self):
-        return "unmixing"
 
     def tags(self):
         return _tr("hyperspectral,unmixing,endmember,number,hysime,hfc,virtual dimensionality").split(",")
@@ -84,15 +73,8 @@ class DFFNCountAlgorithm(QgsProcessingAlgorithm):
                             (self.HFC, "HFC virtual dimensionality")):
             self.addOutput(QgsProcessingOutputNumber(name, _tr(label)))
 
-    def checkParameterValues(self, parameters, context):
-        missing = deps.missing_dependencies()
-        if missing:
-            return False, deps.install_hint(missing)
-        return super().checkParameterValues(parameters, context)
-
     def processAlgorithm(self, parameters, context, feedback):
         from ..core.run import service
-        from ..core.run.progress import Monitor
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
@@ -100,12 +82,8 @@ class DFFNCountAlgorithm(QgsProcessingAlgorithm):
         bands = self.parameterAsInts(parameters, self.BANDS, context) or None
         far = self.parameterAsDouble(parameters, self.FAR, context)
         report = self.parameterAsFileOutput(parameters, self.REPORT, context) or None
-        bridge = _ProgressBridge(feedback)
-        monitor = Monitor(progress=bridge.progress, is_cancelled=bridge.is_cancelled, info=bridge.info)
-        try:
-            estimate = service.count(input_path(layer), bands, far, report, monitor)
-        except Exception as exc:
-            raise QgsProcessingException(_failure_message(exc))
+        monitor = _ProgressBridge(feedback).monitor()
+        estimate = self.run_service(lambda: service.count(input_path(layer), bands, far, report, monitor), None)
         feedback.pushInfo(estimate.describe())
         return {self.RECOMMENDED: estimate.recommended, self.HYSIME: estimate.hysime,
                 self.HYSIME_SPATIAL: estimate.hysime_spatial, self.HFC: estimate.hfc, self.REPORT: report}

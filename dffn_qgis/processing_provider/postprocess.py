@@ -95,14 +95,13 @@ def register_layers_to_load(context, input_name, stack, abundances, endmember_na
             run.keep(processor)
             details.setPostProcessor(processor)
             context.addLayerToLoadOnCompletion(path, details)
-    for path, wanted, suffix, sort_key, kind in ((error, load_error, "reconstruction error", 10000, ErrorPostProcessor),
-                                                 (dominant, load_dominant, "dominant endmember", 9000,
-                                                  DominantPostProcessor)):
+    for path, wanted, suffix, kind in ((error, load_error, "reconstruction error", ErrorPostProcessor),
+                                       (dominant, load_dominant, "dominant endmember", DominantPostProcessor)):
         if not wanted:
             continue
         details = context.layerToLoadOnCompletionDetails(path)
         details.name = "{} - {}".format(input_name, suffix)
-        _set_group(details, run, sort_key)
+        _set_group(details, run, kind.sort_key)
         processor = kind(run, details.name)
         run.keep(processor)
         details.setPostProcessor(processor)
@@ -278,56 +277,59 @@ class AbundancePostProcessor(QgsProcessingLayerPostProcessorInterface):
         self.run.done(layer)
 
 
-class ErrorPostProcessor(QgsProcessingLayerPostProcessorInterface):
-    """Styles the reconstruction error layer (0 to its maximum) and puts it in the run's group."""
+class _HiddenLayerPostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """A run's secondary layer: named, styled by :meth:`style`, in the run's group, unticked."""
+
+    role, sort_key = "", 0
 
     def __init__(self, run, name):
         super().__init__()
         self.run = run
         self.name = name
 
+    def style(self, layer):
+        raise NotImplementedError
+
     def postProcessLayer(self, layer, context, feedback):
         if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
             return
         layer.setName(self.name)
-        layer.setCustomProperty(ROLE_KEY, "error")
+        layer.setCustomProperty(ROLE_KEY, self.role)
+        self.style(layer)
+        put_in_group(layer, self.run, self.sort_key, context, visible=False, expanded=False)
+        self.run.done(layer)
+
+
+class ErrorPostProcessor(_HiddenLayerPostProcessor):
+    """The reconstruction error layer, 0 to its maximum."""
+
+    role, sort_key = "error", 10000
+
+    def style(self, layer):
         try:
-            stats = layer.dataProvider().bandStatistics(1, QgsRasterBandStats.Max)
-            maximum = float(stats.maximumValue)
-        except Exception:
+            maximum = float(layer.dataProvider().bandStatistics(1, QgsRasterBandStats.Max).maximumValue)
+        except Exception:                            # no statistics (an empty layer): a 0-1 ramp
             maximum = 0.0
         if not maximum > 0.0 or maximum != maximum:
             maximum = 1.0
         pseudocolor(layer, 0.0, maximum, "Magma", (0, 0, 4), (252, 253, 191))
-        put_in_group(layer, self.run, 10000, context, visible=False, expanded=False)
-        self.run.done(layer)
 
 
-class DominantPostProcessor(QgsProcessingLayerPostProcessorInterface):
+class DominantPostProcessor(_HiddenLayerPostProcessor):
     """The dominant-endmember layer: one class per endmember, named and coloured as in the file."""
 
-    def __init__(self, run, name):
-        super().__init__()
-        self.run = run
-        self.name = name
+    role, sort_key = "dominant", 9000
 
-    def postProcessLayer(self, layer, context, feedback):
-        if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
-            return
+    def style(self, layer):
         from qgis.core import QgsPalettedRasterRenderer
 
-        layer.setName(self.name)
-        layer.setCustomProperty(ROLE_KEY, "dominant")
         provider = layer.dataProvider()
-        classes = QgsPalettedRasterRenderer.colorTableToClassData(provider.colorTable(1))
         names = _class_names(layer.source())
-        classes = [c for c in classes if c.value != 0]
+        classes = [c for c in QgsPalettedRasterRenderer.colorTableToClassData(provider.colorTable(1)) if c.value != 0]
         for c in classes:
             c.label = names.get(int(c.value), c.label)
         layer.setRenderer(QgsPalettedRasterRenderer(provider, 1, classes))
         layer.triggerRepaint()
-        put_in_group(layer, self.run, 9000, context, visible=False, expanded=False)
-        self.run.done(layer)
 
 
 def _class_names(path):

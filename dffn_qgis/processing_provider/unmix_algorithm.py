@@ -5,30 +5,23 @@
 touches widgets or the project: layers to show are handed to the context and styled by the layer
 post-processors of :mod:`.postprocess`, which run on the main thread once the run is over.
 """
-import os
-import re
 import threading
 import time
 
 from qgis.core import (
-    QgsProcessingAlgorithm,
     QgsProcessingException,
-    QgsProcessingOutputMultipleLayers,
     QgsProcessingParameterBand,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
-    QgsProcessingParameterFileDestination,
-    QgsProcessingParameterFolderDestination,
     QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
-    QgsProviderRegistry,
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
 from ..core import deps
+from .base import _DOUBLE, _INTEGER, DFFNAlgorithm, _ProgressBridge, _safe_prefix, _tr, input_path
 from ..core.run.config import DEFAULT_PRESET, PRESETS
 from ..core.run.parameters import BY_NAME, SCHEMA, advanced
 
@@ -40,14 +33,6 @@ _FLAG_ADVANCED = getattr(QgsProcessingParameterDefinition, "FlagAdvanced", None)
 if _FLAG_ADVANCED is None:  # pragma: no cover - QGIS 4
     from qgis.core import Qgis
     _FLAG_ADVANCED = Qgis.ProcessingParameterFlag.Advanced
-_INTEGER = getattr(QgsProcessingParameterNumber, "Integer", None)
-_DOUBLE = getattr(QgsProcessingParameterNumber, "Double", None)
-if _INTEGER is None:  # pragma: no cover - QGIS 4
-    from qgis.core import Qgis
-    _INTEGER = Qgis.ProcessingNumberParameterType.Integer
-    _DOUBLE = Qgis.ProcessingNumberParameterType.Double
-_FILE_FILTER_CSV = "CSV files (*.csv)"
-_FILE_FILTER_HTML = "HTML files (*.html *.htm)"
 
 def _preset_value(preset, name):
     """A preset's value for the help; the step schedule's settings say when the preset does not use them."""
@@ -59,10 +44,6 @@ def _preset_value(preset, name):
 
 def _number_type(parameter):
     return _INTEGER if parameter.kind is int else _DOUBLE
-
-
-def _tr(text):
-    return QCoreApplication.translate("DFFNUnmixAlgorithm", text)
 
 
 def _is_unset(value):
@@ -79,67 +60,15 @@ def _is_unset(value):
     return False
 
 
-def _safe_prefix(name):
-    prefix = re.sub(r"[^\w.-]+", "_", name or "").strip("._")
-    return prefix or "dffn"
-
-
-def input_path(layer):
-    """The file behind a raster layer, or an explanation why the engine cannot read it."""
-    if layer.providerType() != "gdal":
-        raise QgsProcessingException(
-            _tr("DFFN reads raster files through GDAL; layer '{}' comes from the '{}' provider. "
-                "Save it as a GeoTIFF first (Export > Save As...).").format(layer.name(), layer.providerType()))
-    source = layer.source()
-    try:
-        path = QgsProviderRegistry.instance().decodeUri("gdal", source).get("path") or source
-    except Exception:
-        path = source
-    return path
-
-
-class _ProgressBridge:
-    """Core Monitor callbacks → QgsProcessingFeedback, thread-safe (feedback emits signals)."""
-
-    def __init__(self, feedback):
-        from ..core.run.progress import StatusLine
-
-        self.feedback = feedback
-        self.status = StatusLine()
-
-    def progress(self, fraction, message=""):
-        self.feedback.setProgress(100.0 * fraction)
-        # a new stage at once; the current one ("epoch 12, loss ...") every 2 s, with the time left
-        text = self.status.update(fraction, message)
-        if text:
-            self.feedback.setProgressText(text)
-
-    def is_cancelled(self):
-        return self.feedback.isCanceled()
-
-    def info(self, message):
-        self.feedback.pushInfo(message)
-
-
-class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
+class DFFNUnmixAlgorithm(DFFNAlgorithm):
     INPUT = "INPUT"
     N_ENDMEMBERS = "N_ENDMEMBERS"
     BANDS = "BANDS"
     PRESET = "PRESET"
     DEVICE = "DEVICE"
     SEED = "SEED"
-    OUTPUT = "OUTPUT"
-    ABUNDANCE_FOLDER = "ABUNDANCE_FOLDER"
-    OUTPUT_LAYERS = "OUTPUT_LAYERS"
-    ENDMEMBERS = "ENDMEMBERS"
-    PLOT = "PLOT"
-    ERROR = "ERROR"
-    DOMINANT = "DOMINANT"
     LIBRARY = "LIBRARY"
     KEEP_BAD_BANDS = "KEEP_BAD_BANDS"
-
-    def createInstance(self):
-        return DFFNUnmixAlgorithm()
 
     def name(self):
         return "unmix"
@@ -147,26 +76,11 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
     def displayName(self):
         return _tr("DFFN Unmix")
 
-    def group(self):
-        return _tr("Hyperspectral unmixing")
-
-    def groupId(self):
-        return "unmixing"
-
     def tags(self):
         return _tr("hyperspectral,unmixing,endmember,abundance,dffn,deep learning,spectral").split(",")
 
     def shortDescription(self):
         return _tr("Finds endmember spectra and per-pixel abundances of a hyperspectral raster with DFFN.")
-
-    def icon(self):
-        from .provider import icon_path
-        from qgis.PyQt.QtGui import QIcon
-        path = icon_path()
-        return QIcon(path) if path else QgsProcessingAlgorithm.icon(self)
-
-    def helpUrl(self):
-        return "https://github.com/dffn-qgis/dffn_qgis/blob/main/docs/QGIS.md"
 
     def shortHelpString(self):
         fast, paper = PRESETS["fast"], PRESETS["paper"]
@@ -285,21 +199,8 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
                                      defaultValue=None, optional=True)
             self._advanced(param, _tr(parameter.help))
 
-        self.addParameter(QgsProcessingParameterRasterDestination(
-            self.OUTPUT, _tr("Abundances (one band per endmember; opened as one layer per endmember)")))
-        self._secondary(QgsProcessingParameterFolderDestination(
-            self.ABUNDANCE_FOLDER, _tr("Folder for the per-endmember abundance rasters"), optional=True))
-        self.addOutput(QgsProcessingOutputMultipleLayers(
-            self.OUTPUT_LAYERS, _tr("Per-endmember abundance rasters")))
-        self._secondary(QgsProcessingParameterFileDestination(
-            self.ENDMEMBERS, _tr("Endmember spectra (CSV; ENVI .sli beside it)"), _FILE_FILTER_CSV,
-            optional=True))
-        self._secondary(QgsProcessingParameterFileDestination(
-            self.PLOT, _tr("Report with the endmember spectra plot (HTML)"), _FILE_FILTER_HTML, optional=True))
-        self._secondary(QgsProcessingParameterRasterDestination(
-            self.ERROR, _tr("Reconstruction error (spectral angle, radians)"), optional=True))
-        self._secondary(QgsProcessingParameterRasterDestination(
-            self.DOMINANT, _tr("Dominant endmember (the largest fraction per pixel, classes)"), optional=True))
+        self.add_unmixing_outputs(_tr("Abundances (one band per endmember; opened as one layer per endmember)"),
+                                  _tr("Endmember spectra (CSV; ENVI .sli beside it)"))
 
     @staticmethod
     def _number(parameter, label=None, **kwargs):
@@ -307,11 +208,6 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
         return QgsProcessingParameterNumber(
             parameter.qgis_name, label or _tr(parameter.label), type=_number_type(parameter),
             minValue=parameter.low, maxValue=parameter.high, **kwargs)
-
-    def _secondary(self, param):
-        """An optional output the dialog still creates unless it is unticked."""
-        param.setCreateByDefault(True)
-        self.addParameter(param)
 
     def _advanced(self, param, help_text):
         param.setFlags(param.flags() | _FLAG_ADVANCED)
@@ -321,9 +217,6 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
 
     # ----------------------------------------------------------------------------- checks
     def checkParameterValues(self, parameters, context):
-        missing = deps.missing_dependencies()
-        if missing:
-            return False, deps.install_hint(missing)
         ok, message = super().checkParameterValues(parameters, context)
         if not ok:
             # QGIS says "... not found" for any file it cannot load; the reader says why
@@ -384,8 +277,6 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
 
         import torch
         from ..core.run import service
-        from ..core.io.outputs import plan_from_destinations
-        from ..core.run.progress import Monitor
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
@@ -394,18 +285,7 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
         bands = self.parameterAsInts(parameters, self.BANDS, context) or None
         preset, params = self.params_from(parameters, context)
 
-        def destination(name, as_layer=False):
-            """The chosen path of an output, or None when it is not wanted (optional, unticked)."""
-            value = (self.parameterAsOutputLayer if as_layer else self.parameterAsFileOutput)(
-                parameters, name, context)
-            return value or None
-
-        folder = destination(self.ABUNDANCE_FOLDER)
-        plan = plan_from_destinations(
-            destination(self.OUTPUT, as_layer=True), folder, destination(self.ENDMEMBERS),
-            destination(self.PLOT), destination(self.ERROR, as_layer=True), _safe_prefix(layer.name()),
-            destination(self.DOMINANT, as_layer=True))
-        folder_is_new = folder is not None and not os.path.isdir(folder)
+        plan, folder = self.output_plan(parameters, context, _safe_prefix(layer.name()))
         library = self.parameterAsFile(parameters, self.LIBRARY, context) or None
         keep_bad_bands = self.parameterAsBool(parameters, self.KEEP_BAD_BANDS, context)
         request = service.RunRequest.make(path, params, plan, bands, library, keep_bad_bands)
@@ -416,51 +296,21 @@ class DFFNUnmixAlgorithm(QgsProcessingAlgorithm):
             path, layer.bandCount(), ", bands used: " + ",".join(map(str, bands)) if bands else "",
             preset, params.n_endmembers))
 
-        bridge = _ProgressBridge(feedback)
-        monitor = Monitor(progress=bridge.progress, is_cancelled=bridge.is_cancelled, info=bridge.info)
+        monitor = _ProgressBridge(feedback).monitor()
         started = time.time()
         # The core writes every output under a temporary name and renames them all at the end,
         # so a cancelled or failed run leaves no half-written file behind.
-        try:
+        def one_run_at_a_time():
             with _engine_turn(feedback):
-                summary = service.run(request, monitor)
-        except Exception as exc:
-            if folder_is_new:
-                _remove_if_empty(folder)
-            raise QgsProcessingException(_failure_message(exc))
+                return service.run(request, monitor)
+
+        summary = self.run_service(one_run_at_a_time, folder)
 
         feedback.pushInfo(_tr("Done in {:.1f} s on device '{}' with torch {}").format(
             time.time() - started, summary.record["device"], summary.record["versions"]["torch"]))
         feedback.setProgress(100)
 
-        written = summary.outputs
-        from .postprocess import register_layers_to_load
-        register_layers_to_load(context, layer.name(), written.stack, written.abundances, summary.endmember_names,
-                                written.error, written.plot_png, written.dominant)
-
-        return {
-            self.OUTPUT: written.stack,
-            self.ABUNDANCE_FOLDER: folder,
-            self.OUTPUT_LAYERS: written.abundances,
-            self.ENDMEMBERS: written.endmembers_csv,
-            self.PLOT: written.report_html,
-            self.ERROR: written.error,
-            self.DOMINANT: written.dominant,
-        }
-
-
-def _failure_message(exc):
-    """The one line of :func:`dffn_qgis.core.run.service.describe_failure`; a fault's traceback goes
-    to the Log Messages panel (DFFN tab), not in front of the user."""
-    from qgis.core import Qgis, QgsMessageLog
-    from ..core.run.service import describe_failure, traceback_text
-
-    failure = describe_failure(exc)
-    if failure.kind != "fault" or isinstance(exc, MemoryError):
-        return failure.message
-    QgsMessageLog.logMessage(traceback_text(exc), "DFFN", Qgis.Critical)
-    return _tr("DFFN stopped on an unexpected error ({}); the details are in the Log Messages panel, "
-               "DFFN tab.").format(failure.message)
+        return self.unmixing_results(context, layer.name(), summary, folder)
 
 
 # One DFFN run at a time in a QGIS process. The engine seeds torch's global random generator
@@ -501,11 +351,3 @@ class _engine_turn:
     def __exit__(self, *exc_info):
         _ENGINE_LOCK.release()
         return False
-
-
-def _remove_if_empty(folder):
-    """A failed or cancelled run leaves no empty abundance folder of its own making behind."""
-    try:
-        os.rmdir(folder)
-    except OSError:
-        pass                                     # not empty: files of the user's were there
