@@ -19,7 +19,7 @@ from typing import List, Optional, Sequence
 
 from .core.run.config import DEFAULT_PRESET, PRESETS, params_for
 from .core.errors import Cancelled
-from .core.run.parameters import SCHEMA, Parameter
+from .core.run.parameters import SCHEMA, SOLVERS, Parameter
 
 EXIT_FAULT, EXIT_INPUT, EXIT_CANCELLED = 1, 2, 130
 
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("input", metavar="INPUT", help="raster file (GeoTIFF, ENVI, VRT, ...)")
     a.add_argument("--spectra", required=True, metavar="FILE", help="CSV or ENVI spectral library (.sli/.hdr)")
     a.add_argument("-o", "--output-dir", required=True, metavar="DIR", help="folder for the outputs")
-    a.add_argument("--solver", choices=["fcls", "nnls", "ls"], default="fcls",
+    a.add_argument("--solver", choices=list(SOLVERS), default=SOLVERS[0],
                    help="fcls: fractions, non-negative and summing to one (default); nnls: non-negative, scaled "
                         "to sum to one; ls: unconstrained least squares")
     a.add_argument("--bands", type=_band_list, default=None, metavar="LIST",

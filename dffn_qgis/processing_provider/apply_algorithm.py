@@ -7,7 +7,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..core.run.apply import SOLVERS
+from ..core.run.parameters import SOLVERS
 from .base import DFFNAlgorithm, _ProgressBridge, _safe_prefix, _tr, input_path
 
 

@@ -51,6 +51,13 @@ class Scene:
     def n_valid(self) -> int:
         return int(np.count_nonzero(self.valid))
 
+    @property
+    def wavelengths_nm(self) -> Optional[np.ndarray]:
+        """The band centres in nanometres, or None when the wavelengths or their unit are unknown."""
+        if self.wavelengths is None or self.wavelength_units not in ("nm", "um"):
+            return None
+        return np.asarray(self.wavelengths, dtype=np.float64) * (1000.0 if self.wavelength_units == "um" else 1.0)
+
     def spectral_axis(self, n_bands: int) -> Tuple[str, np.ndarray]:
         """``("wavelength", values)`` when the scene knows its wavelengths, else ``("band", numbers)``
         with the source band numbers (1-based)."""

@@ -25,10 +25,10 @@ from ..io.outputs import OutputPlan, write_outputs
 from ..io.raster_source import RasterSource, windows
 from ..io.scene import Scene
 from ..method.abundance_lsq import fcls, nnls
+from .parameters import SOLVERS
 from .progress import Monitor, as_monitor
 from .result import UnmixResult, sum_to_one
 
-SOLVERS = ("fcls", "nnls", "ls")
 TILE = 256                      # side of the tiles solved together
 FIT_PIXELS = 20_000             # pixels the brightness factor is fitted on
 
@@ -80,9 +80,7 @@ def read_spectra(path) -> Spectra:
 def match_bands(spectra: Spectra, scene: Scene) -> Tuple[np.ndarray, str]:
     """The spectra on the scene's bands (L, K), and how they were matched (a log line)."""
     L = scene.n_bands
-    image_wl = None
-    if scene.wavelengths is not None and scene.wavelength_units in ("nm", "um"):
-        image_wl = np.asarray(scene.wavelengths, dtype=np.float64) * (1000.0 if scene.wavelength_units == "um" else 1.0)
+    image_wl = scene.wavelengths_nm
     if spectra.wavelengths is not None and image_wl is not None:
         same = spectra.values.shape[0] == L and np.allclose(spectra.wavelengths, image_wl, atol=0.5)
         if same:

@@ -86,6 +86,7 @@ def _odd(value) -> Optional[str]:
 
 
 DEVICES = ("auto", "cpu", "cuda")
+SOLVERS = ("fcls", "nnls", "ls")        # of ``apply`` (given spectra): the command line's and QGIS's choices
 
 
 def _device(value) -> Optional[str]:

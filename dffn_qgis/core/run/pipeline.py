@@ -172,7 +172,8 @@ def name_endmembers(result: UnmixResult, scene: Scene, library: Optional[str], m
 
     if library == "none":
         return
-    if scene.wavelengths is None or scene.wavelength_units not in ("nm", "um"):
+    wl = scene.wavelengths_nm
+    if wl is None:
         monitor.info("endmembers not named: the image's wavelengths are unknown")
         return
     chosen = read_library(library) if library else default_library()
@@ -180,7 +181,6 @@ def name_endmembers(result: UnmixResult, scene: Scene, library: Optional[str], m
         monitor.info("endmembers not named: the default spectral library was not built (make setup) and "
                      "none was given")
         return
-    wl = np.asarray(scene.wavelengths, dtype=np.float64) * (1000.0 if scene.wavelength_units == "um" else 1.0)
     matches = match_endmembers(result.endmembers, wl, chosen)
     result.names = names_from(matches)
     result.record["endmember_names"] = [{"name": n, **m.to_dict()} for n, m in zip(result.names, matches)]

@@ -69,14 +69,19 @@ def check_band_count(path: str, bands: Optional[Sequence[int]], n_endmembers: in
         raise InputError(f"{n_endmembers} endmembers need at least {n_endmembers + 1} bands; {have}")
 
 
+def _check_exists(path: str) -> None:
+    """A local input that is not there is an input error (GDAL's virtual paths are left to GDAL)."""
+    if not Path(path).exists() and "://" not in path and not path.startswith("/vsi"):
+        raise InputError(f"input file not found: {path}")
+
+
 def run(request: RunRequest, monitor: Optional[Monitor] = None):
     """Check the request, unmix and write every planned output (all or nothing); a
     :class:`~dffn_qgis.core.run.pipeline.RunSummary`."""
     from .pipeline import unmix_file
 
     path = request.input_path
-    if not Path(path).exists() and "://" not in path and not path.startswith("/vsi"):
-        raise InputError(f"input file not found: {path}")
+    _check_exists(path)
     check_band_count(path, request.bands, max(request.params.n_endmembers, 2))
     if request.library not in (None, "none") and not Path(request.library).exists():
         raise InputError(f"spectral library not found: {request.library}")
@@ -98,8 +103,7 @@ def count(input_path, bands: Optional[Sequence[int]] = None, far: Optional[float
 
     monitor = as_monitor(monitor)
     path = str(input_path)
-    if not Path(path).exists() and "://" not in path and not path.startswith("/vsi"):
-        raise InputError(f"input file not found: {path}")
+    _check_exists(path)
     band_list = list(bands) if bands else None
     if path.lower().endswith(".mat"):
         source = ArraySource(read_scene(path, bands=band_list, monitor=monitor.sub(0.0, 0.3)))
@@ -127,8 +131,7 @@ def apply(input_path, spectra_path, outputs: OutputPlan, solver: str = "fcls",
     from .apply import apply_spectra
 
     path = str(input_path)
-    if not Path(path).exists() and "://" not in path and not path.startswith("/vsi"):
-        raise InputError(f"input file not found: {path}")
+    _check_exists(path)
     return apply_spectra(path, spectra_path, outputs, solver, bands, monitor)
 
 
