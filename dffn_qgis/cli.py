@@ -1,4 +1,4 @@
-"""Command line: ``python -m dffn_qgis unmix ...`` and ``python -m dffn_qgis evaluate ...``.
+"""Command line: ``python -m dffn_qgis unmix|count|apply|batch|evaluate ...``.
 
 Bad input ends with one line on stderr and exit code 2 (argument errors included; a file
 system error while writing, such as a full disk, too); Ctrl-C cancels cleanly (exit 130) and
@@ -8,6 +8,7 @@ with the traceback only when the environment variable ``DFFN_DEBUG`` is set.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from .core.run.config import DEFAULT_PRESET, PRESETS, params_for
-from .core.errors import Cancelled
+from .core.errors import Cancelled, InputError
 from .core.run.parameters import SCHEMA, SOLVERS, Parameter
 
 EXIT_FAULT, EXIT_INPUT, EXIT_CANCELLED = 1, 2, 130
@@ -104,21 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("-o", "--output-dir", required=True, metavar="DIR",
                    help="folder for the outputs (created if missing; existing files are replaced only "
                         "when the run succeeds)")
-    u.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
-                   help=f"parameter set the options below start from (default {DEFAULT_PRESET}); "
-                        "'paper' is the published setting")
-    u.add_argument("--bands", type=_band_list, default=None, metavar="LIST",
-                   help="1-based bands to use, e.g. 1-100,120-150 (default: all except bands flagged bad)")
     u.add_argument("--prefix", default=None, help="file name prefix of the outputs (default: input's name)")
-    u.add_argument("--keep-bad-bands", action="store_true",
-                   help="keep the bands the file flags bad (bbl) and those in the atmospheric water-vapour "
-                        "windows (about 1340-1460, 1790-1960 nm and beyond 2450 nm), left out by default")
-    u.add_argument("--library", default=None, metavar="FILE",
-                   help="spectral library that names the endmembers (ENVI .sli or a CSV with a wavelength "
-                        "column; default: the bundled one built from earthlib; none: no names)")
-    g = u.add_argument_group("advanced (default: the preset's value)")
-    for parameter in SCHEMA:
-        _add_option(g if parameter.advanced else u, parameter)
+    _add_unmix_options(u, count_required=True)
     u.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")
 
     c = sub.add_parser("count", help="estimate the number of endmembers of a raster (HySime, HFC)",
@@ -149,6 +137,27 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--prefix", default=None, help="file name prefix of the outputs (default: input's name)")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")
 
+    b = sub.add_parser("batch", help="unmix many rasters (or apply spectra to them) on a dask cluster",
+                       description="Unmix each INPUT (files, globs such as 'tiles/*.tif', or .txt files listing "
+                                   "paths) into DIR/<name>/, each scene one task on a dask.distributed cluster: "
+                                   "a local one by default, or the one at --scheduler. A scene's outputs appear "
+                                   "only when complete; a failing scene is reported and the others go on; a "
+                                   "rerun skips the scenes already complete. DIR/batch_summary.csv lists each "
+                                   "scene's result.")
+    b.add_argument("inputs", nargs="+", metavar="INPUT", help="raster files, globs or text files of paths")
+    b.add_argument("-o", "--output-dir", required=True, metavar="DIR", help="folder of the scene folders")
+    b.add_argument("--spectra", default=None, metavar="FILE",
+                   help="apply these spectra (as in 'apply') instead of unmixing with DFFN")
+    b.add_argument("--solver", choices=list(SOLVERS), default=SOLVERS[0], help="solver of --spectra (as in 'apply')")
+    b.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="an existing dask scheduler (tcp://host:8786 or a scheduler file); default: a local "
+                        "cluster on this machine")
+    b.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="workers of the local cluster (default: as many as scenes, cores and memory allow, "
+                        "3 GB each); each runs one scene at a time with the cores shared out")
+    _add_unmix_options(b, count_required=False)
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
     e = sub.add_parser("evaluate", help="score a result folder against ground truth",
                        description="Score the outputs of 'unmix' in OUTPUT_DIR against ground truth: SAD per "
                                    "endmember (radians and degrees) and abundance RMSE, with one-to-one "
@@ -165,6 +174,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_unmix_options(parser, count_required: bool) -> None:
+    """The options of an unmixing: the preset, bands, library and every parameter of the schema."""
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
+                        help=f"parameter set the options below start from (default {DEFAULT_PRESET}); "
+                             "'paper' is the published setting")
+    parser.add_argument("--bands", type=_band_list, default=None, metavar="LIST",
+                        help="1-based bands to use, e.g. 1-100,120-150 (default: all except bands flagged bad)")
+    parser.add_argument("--keep-bad-bands", action="store_true",
+                        help="keep the bands the file flags bad (bbl) and those in the atmospheric water-vapour "
+                             "windows (about 1340-1460, 1790-1960 nm and beyond 2450 nm), left out by default")
+    parser.add_argument("--library", default=None, metavar="FILE",
+                        help="spectral library that names the endmembers (ENVI .sli or a CSV with a wavelength "
+                             "column; default: the bundled one built from earthlib; none: no names)")
+    g = parser.add_argument_group("advanced (default: the preset's value)")
+    for parameter in SCHEMA:
+        _add_option(g if parameter.advanced else parser, parameter, count_required)
+
+
 def _preset_values(name: str) -> str:
     values = sorted({str(getattr(preset, name)) for preset in PRESETS.values()})
     if len(values) == 1:
@@ -172,11 +199,11 @@ def _preset_values(name: str) -> str:
     return "default " + ", ".join(f"{key} {getattr(PRESETS[key], name)}" for key in sorted(PRESETS))
 
 
-def _add_option(group, parameter: Parameter) -> None:
+def _add_option(group, parameter: Parameter, count_required: bool = True) -> None:
     """One command-line option of the schema's ``parameter`` (checked by ``DFFNParams.validate``)."""
     kwargs = dict(dest=parameter.name, default=None)
     if parameter.name == "n_endmembers":
-        kwargs.update(required=True, metavar="P", type=_endmember_count)
+        kwargs.update(required=count_required, metavar="P", type=_endmember_count)
         group.add_argument(*parameter.cli_flags, help=f"{parameter.help}; 2 to {parameter.high:g}", **kwargs)
         return
     else:
@@ -252,6 +279,54 @@ def _run_apply(args) -> int:
     return 0
 
 
+def _run_batch(args) -> int:
+    from .core.run import batch
+
+    if args.spectra is None and args.n_endmembers is None:
+        raise InputError("the number of endmembers is required (-p P, or -p auto), unless --spectra is given")
+    params = None
+    if args.spectra is None:
+        params = params_for(args.preset, **{p.name: getattr(args, p.name) for p in SCHEMA})
+    jobs = batch.plan_jobs(args.inputs, args.output_dir, params, args.spectra, args.solver, args.bands,
+                           args.library, args.keep_bad_bands)
+    bar = ProgressBar(enabled=not args.quiet)
+
+    def on_scene(finished: int, total: int, result) -> None:
+        bar.info(f"{result.scene}: {result.status}" + (f" ({result.reason})" if result.reason else "")
+                 + (f" in {result.seconds:.0f} s" if result.status == "done" else ""))
+        bar(finished / total, f"{finished} of {total} scenes")
+
+    with contextlib.ExitStack() as stack:
+        threads = args.threads or 0
+        if args.scheduler:
+            client = stack.enter_context(batch.connect(args.scheduler))
+            where = f"the cluster at {args.scheduler}"
+        else:
+            workers, auto_threads = batch.plan_workers(len(jobs), args.workers)
+            threads = threads or auto_threads
+            bar.info(f"starting a local dask cluster: {workers} worker(s), {threads} thread(s) each")
+            client = stack.enter_context(batch.local_cluster(workers, threads))
+            where = f"{workers} local worker(s)"
+        bar.info(f"{len(jobs)} scene(s) on {where}; outputs in {args.output_dir}")
+        outcome = batch.run_batch(jobs, client, args.output_dir, on_scene, threads=threads)
+    print(_batch_table(outcome.results))
+    print(f"summary: {outcome.summary_csv}")
+    failed = outcome.count("failed")
+    if failed:
+        print(f"dffn: {failed} of {len(jobs)} scene(s) failed (see the table)", file=sys.stderr)
+        return EXIT_INPUT
+    return 0
+
+
+def _batch_table(results) -> str:
+    rows = [("scene", "status", "seconds", "endmembers", "reason")]
+    rows += [(r.scene, r.status, f"{r.seconds:.0f}", "" if r.endmembers is None else str(r.endmembers), r.reason)
+             for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths)) + "  " + row[4]
+                     for row in rows).rstrip()
+
+
 def _run_evaluate(args) -> int:
     from .core.eval.metrics import evaluate_output_dir, format_report
 
@@ -264,7 +339,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
-        return {"unmix": _run_unmix, "count": _run_count, "apply": _run_apply,
+        return {"unmix": _run_unmix, "count": _run_count, "apply": _run_apply, "batch": _run_batch,
                 "evaluate": _run_evaluate}[args.command](args)
     except Exception as exc:
         from .core.run.service import describe_failure

@@ -49,8 +49,8 @@ if ! "$PY" -c 'import torch' 2>/dev/null; then
     fi
 fi
 
-if ! "$PY" -c 'import spectral, pytest, pytest_qgis, hypothesis' 2>/dev/null; then
-    echo "setup: installing spectral, pytest, pytest-qgis, hypothesis"
+if ! "$PY" -c 'import spectral, pytest, pytest_qgis, hypothesis, distributed' 2>/dev/null; then
+    echo "setup: installing spectral, dask.distributed, pytest, pytest-qgis, hypothesis"
     "$PY" -m pip install -q -c "$CONSTRAINTS" -r requirements-dev.txt
 fi
 # earthlib (MIT): ~7,000 measured spectra, used for the development scenes (benchmarks/) and the
