@@ -41,7 +41,10 @@ class DFFNPlugin:
         qgis_fixes.install()
         set_plot_viewer(show_plot)
         from qgis.PyQt.QtGui import QIcon
-        from qgis.PyQt.QtWidgets import QAction
+        try:
+            from qgis.PyQt.QtGui import QAction          # Qt 6
+        except ImportError:
+            from qgis.PyQt.QtWidgets import QAction      # Qt 5
 
         icon = QIcon(icon_path()) if icon_path() else QIcon()
         main_window = self.iface.mainWindow() if self.iface is not None else None
@@ -92,7 +95,7 @@ class DFFNPlugin:
         if layer is None:
             self.iface.messageBar().pushMessage(
                 "DFFN", "Select a hyperspectral raster layer in the Layers panel first.",
-                level=Qgis.Warning, duration=6)
+                level=Qgis.MessageLevel.Warning, duration=6)
             return None
         if n_endmembers is None:
             n_endmembers, ok = QInputDialog.getInt(
@@ -105,7 +108,7 @@ class DFFNPlugin:
         if task.prepared:
             self.iface.messageBar().pushMessage(
                 "DFFN", "Unmixing {} in the background; results go to {}".format(
-                    layer.name(), task.output_dir), level=Qgis.Info, duration=6)
+                    layer.name(), task.output_dir), level=Qgis.MessageLevel.Info, duration=6)
         return task
 
     def open_processing_dialog(self, checked=False):
@@ -124,4 +127,4 @@ def _logged(module, function, what, *args):
         getattr(importlib.import_module("." + module, __package__), function)(*args)
     except Exception as exc:
         from qgis.core import Qgis, QgsMessageLog
-        QgsMessageLog.logMessage("while {}: {}: {}".format(what, type(exc).__name__, exc), "DFFN", Qgis.Warning)
+        QgsMessageLog.logMessage("while {}: {}: {}".format(what, type(exc).__name__, exc), "DFFN", Qgis.MessageLevel.Warning)

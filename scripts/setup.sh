@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv
 SYS_PY=/usr/bin/python3
-APT_PACKAGES="qgis python3-qgis qgis-providers python3-gdal gdal-bin python3-matplotlib python3-scipy xvfb xauth"
+APT_PACKAGES="qgis python3-qgis qgis-providers python3-gdal gdal-bin python3-matplotlib python3-scipy python3-venv python3-pip xvfb xauth"
 
 need_apt() {
     for p in $APT_PACKAGES; do

@@ -37,12 +37,12 @@ class PlotDock(QgsDockWidget):
         self.title_label.setWordWrap(True)
         self.title_label.setStyleSheet("font-weight: bold;")
         self.image_label = QLabel(body)
-        self.image_label.setAlignment(Qt.AlignCenter)
+        self.image_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.image_label.setMinimumSize(200, 150)
-        self.image_label.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        self.image_label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.path_label = QLabel(body)
         self.path_label.setWordWrap(True)
-        self.path_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         buttons = QHBoxLayout()
         self.open_button = QPushButton("Open image", body)
         self.open_button.clicked.connect(self.open_image)
@@ -74,7 +74,7 @@ class PlotDock(QgsDockWidget):
         if size.width() < 10 or size.height() < 10:
             self.image_label.setPixmap(self._pixmap)
             return
-        self.image_label.setPixmap(self._pixmap.scaled(size, Qt.KeepAspectRatio, Qt.SmoothTransformation))
+        self.image_label.setPixmap(self._pixmap.scaled(size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation))
 
     def resizeEvent(self, event):
         super().resizeEvent(event)
@@ -118,7 +118,7 @@ def show_plot(png_path, title="", iface=None):
     if dock is None:
         main_window = iface.mainWindow() if hasattr(iface, "mainWindow") else None
         dock = PlotDock(main_window)
-        iface.addDockWidget(Qt.RightDockWidgetArea, dock)
+        iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         _DOCK = dock
     dock.set_plot(png_path, title)
     dock.show()
@@ -140,6 +140,6 @@ def close_dock(iface=None):
         try:
             iface.removeDockWidget(dock)
         except RuntimeError as exc:             # the main window is already gone (QGIS closing)
-            QgsMessageLog.logMessage("spectra panel not removed: {}".format(exc), "DFFN", Qgis.Info)
+            QgsMessageLog.logMessage("spectra panel not removed: {}".format(exc), "DFFN", Qgis.MessageLevel.Info)
     dock.close()
     dock.deleteLater()

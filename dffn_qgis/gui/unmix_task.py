@@ -52,11 +52,11 @@ class _TaskFeedback(QgsProcessingFeedback):
 
     def pushInfo(self, info):
         super().pushInfo(info)
-        QgsMessageLog.logMessage(info, LOG_TAG, Qgis.Info)
+        QgsMessageLog.logMessage(info, LOG_TAG, Qgis.MessageLevel.Info)
 
     def reportError(self, error, fatalError=False):
         super().reportError(error, fatalError)
-        QgsMessageLog.logMessage(error, LOG_TAG, Qgis.Warning)
+        QgsMessageLog.logMessage(error, LOG_TAG, Qgis.MessageLevel.Warning)
 
 
 class UnmixTask(QgsTask):
@@ -64,7 +64,7 @@ class UnmixTask(QgsTask):
 
     def __init__(self, layer, output_dir=None, n_endmembers=3, project=None, extra_parameters=None,
                  on_finished=None):
-        super().__init__("DFFN unmixing of {}".format(layer.name()), QgsTask.CanCancel)
+        super().__init__("DFFN unmixing of {}".format(layer.name()), QgsTask.Flag.CanCancel)
         self.layer_name = layer.name()
         self.project = project or QgsProject.instance()
         self.output_dir = output_dir or default_output_folder(layer)
@@ -142,20 +142,20 @@ class UnmixTask(QgsTask):
                     self.results.update(self.algorithm.postProcess(self.context, self.feedback))
                 except Exception as exc:        # the outputs are written; say why layers may be missing
                     QgsMessageLog.logMessage("post-processing failed: {}: {}".format(
-                        type(exc).__name__, exc), LOG_TAG, Qgis.Warning)
+                        type(exc).__name__, exc), LOG_TAG, Qgis.MessageLevel.Warning)
                 self.loaded_layers = load_layers_on_completion(self.context, self.feedback)
                 self.succeeded = True
                 _message("DFFN unmixing of {} finished: results in {}".format(
-                    self.layer_name, self.output_dir), Qgis.Success)
+                    self.layer_name, self.output_dir), Qgis.MessageLevel.Success)
             elif self.isCanceled() or self.feedback.isCanceled():
                 self.cancelled = True
                 self.error = self.error or "cancelled"
                 _message("DFFN unmixing of {} was cancelled; no output was written.".format(
-                    self.layer_name), Qgis.Warning)
+                    self.layer_name), Qgis.MessageLevel.Warning)
             else:
-                QgsMessageLog.logMessage(self.error or "failed", LOG_TAG, Qgis.Critical)
+                QgsMessageLog.logMessage(self.error or "failed", LOG_TAG, Qgis.MessageLevel.Critical)
                 _message("DFFN unmixing of {} failed: {}".format(self.layer_name, self.error),
-                         Qgis.Critical)
+                         Qgis.MessageLevel.Critical)
             self.done = True
             if self.on_finished is not None:
                 self.on_finished(self)
@@ -171,7 +171,7 @@ def _message(text, level):
         if iface is not None:
             iface.messageBar().pushMessage("DFFN", text, level=level, duration=10)
     except Exception as exc:                    # no message bar (qgis_process, tests): the log has it
-        QgsMessageLog.logMessage("message bar unavailable: {}".format(exc), LOG_TAG, Qgis.Info)
+        QgsMessageLog.logMessage("message bar unavailable: {}".format(exc), LOG_TAG, Qgis.MessageLevel.Info)
 
 
 def start_unmix(layer, output_dir=None, n_endmembers=3, project=None, extra_parameters=None,
@@ -180,7 +180,7 @@ def start_unmix(layer, output_dir=None, n_endmembers=3, project=None, extra_para
     task = UnmixTask(layer, output_dir, n_endmembers, project, extra_parameters, on_finished)
     if task.error and not task.prepared:
         task.done = True
-        _message("DFFN cannot unmix {}: {}".format(layer.name(), task.error), Qgis.Critical)
+        _message("DFFN cannot unmix {}: {}".format(layer.name(), task.error), Qgis.MessageLevel.Critical)
         if on_finished is not None:
             on_finished(task)
         return task

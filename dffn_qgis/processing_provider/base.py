@@ -85,7 +85,7 @@ def _failure_message(exc):
     failure = describe_failure(exc)
     if failure.kind != "fault" or isinstance(exc, MemoryError):
         return failure.message
-    QgsMessageLog.logMessage(traceback_text(exc), "DFFN", Qgis.Critical)
+    QgsMessageLog.logMessage(traceback_text(exc), "DFFN", Qgis.MessageLevel.Critical)
     return _tr("DFFN stopped on an unexpected error ({}); the details are in the Log Messages panel, "
                "DFFN tab.").format(failure.message)
 

@@ -307,7 +307,7 @@ class ErrorPostProcessor(_HiddenLayerPostProcessor):
 
     def style(self, layer):
         try:
-            maximum = float(layer.dataProvider().bandStatistics(1, QgsRasterBandStats.Max).maximumValue)
+            maximum = float(layer.dataProvider().bandStatistics(1, QgsRasterBandStats.Stats.Max).maximumValue)
         except Exception:                            # no statistics (an empty layer): a 0-1 ramp
             maximum = 0.0
         if not maximum > 0.0 or maximum != maximum:

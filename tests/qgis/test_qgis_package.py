@@ -132,3 +132,21 @@ def test_unpacked_zip_loads_in_a_fresh_profile(plugin_zip, tmp_path):
     assert out["version"] == "0.1.0" and out["processing"] == "yes"
     assert out["module"].startswith(str(plugins)), out["module"]
     assert out["algorithm"] == "DFFN Unmix" and out["icon"]
+
+
+def test_the_zip_passes_the_plugin_repository_checks(plugin_zip):
+    assert package.repository_problems(plugin_zip) == []
+
+
+def test_the_repository_checks_catch_what_the_repository_refuses(tmp_path):
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("my plugin/__init__.py", "")
+        zf.writestr("my plugin/__pycache__/x.cpython-311.pyc", b"\0")
+        zf.writestr("my plugin/metadata.txt", "[general]\nname=x\nversion=1\nauthor=a/b\n"
+                                              "tracker=bugs\nicon=icon.png\n")
+    problems = "\n".join(package.repository_problems(str(bad)))
+    for expected in ("compiled file or cache folder", "top folder name", "no LICENSE",
+                     "lacks: description, qgisMinimumVersion, email, about, repository",
+                     "tracker is not a web address", "author contains a slash", "icon=icon.png"):
+        assert expected in problems, problems
