@@ -98,9 +98,11 @@ class DFFNPlugin:
                 level=Qgis.MessageLevel.Warning, duration=6)
             return None
         if n_endmembers is None:
+            from .processing_provider.dialog_defaults import last_count
+            last = last_count()                  # the count of the last run (not 0, "estimate": 2 at least here)
             n_endmembers, ok = QInputDialog.getInt(
                 self.iface.mainWindow(), "Unmix with DFFN",
-                "Number of endmembers in '{}':".format(layer.name()), 3, 2, 100, 1)
+                "Number of endmembers in '{}':".format(layer.name()), last if last and last >= 2 else 3, 2, 100, 1)
             if not ok:
                 return None
         from .gui.unmix_task import start_unmix
@@ -112,12 +114,10 @@ class DFFNPlugin:
         return task
 
     def open_processing_dialog(self, checked=False):
+        """The Processing dialog; its input and count follow processing_provider/dialog_defaults.py (the
+        active layer when it can be unmixed, else the last input or the loaded layer with most bands)."""
         import processing
-        params = {}
-        layer = self._raster_layer()
-        if layer is not None:
-            params["INPUT"] = layer.id()
-        processing.execAlgorithmDialog("dffn:unmix", params)
+        processing.execAlgorithmDialog("dffn:unmix", {})
 
 
 def _logged(module, function, what, *args):

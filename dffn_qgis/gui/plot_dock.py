@@ -1,4 +1,5 @@
-"""A dock panel that shows the endmember spectra plot (the PNG the engine writes) inside QGIS.
+"""A dock panel that shows the endmember spectra plot (the PNG the engine writes) inside QGIS, with
+buttons that open the image and the run's HTML report (QGIS's Results Viewer only lists the report).
 
 One panel for the whole session, reused by every run: :func:`show_plot` (main thread only)
 creates it on first use, docks it on the right of the main window and shows the new image.
@@ -23,13 +24,14 @@ _DOCK = None
 
 
 class PlotDock(QgsDockWidget):
-    """Shows one PNG scaled to the panel's width, with its title and file name."""
+    """Shows one PNG scaled to the panel's width, with its title and file name, and opens the report."""
 
     def __init__(self, parent=None):
         super().__init__("DFFN endmember spectra", parent)
         self.setObjectName(OBJECT_NAME)
         self._pixmap = QPixmap()
         self.png_path = None
+        self.report_path = None
 
         body = QWidget(self)
         layout = QVBoxLayout(body)
@@ -46,7 +48,13 @@ class PlotDock(QgsDockWidget):
         buttons = QHBoxLayout()
         self.open_button = QPushButton("Open image", body)
         self.open_button.clicked.connect(self.open_image)
+        self.report_button = QPushButton("Open report", body)
+        self.report_button.setToolTip("The run's HTML report: names, abundance maps, error statistics, "
+                                      "parameters and every file written")
+        self.report_button.clicked.connect(self.open_report)
+        self.report_button.setEnabled(False)
         buttons.addStretch(1)
+        buttons.addWidget(self.report_button)
         buttons.addWidget(self.open_button)
         layout.addWidget(self.title_label)
         layout.addWidget(self.image_label, 1)
@@ -54,8 +62,11 @@ class PlotDock(QgsDockWidget):
         layout.addLayout(buttons)
         self.setWidget(body)
 
-    def set_plot(self, png_path, title=""):
+    def set_plot(self, png_path, title="", report_path=None):
         self.png_path = png_path
+        self.report_path = report_path
+        self.report_button.setEnabled(bool(report_path))
+        self.report_button.setToolTip(report_path or "this run wrote no report")
         self._pixmap = QPixmap(png_path)
         self.title_label.setText(title or "DFFN endmember spectra")
         self.path_label.setText(os.path.basename(png_path))
@@ -84,6 +95,10 @@ class PlotDock(QgsDockWidget):
         if self.png_path:
             QDesktopServices.openUrl(QUrl.fromLocalFile(self.png_path))
 
+    def open_report(self):
+        if self.report_path:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(self.report_path))
+
 
 def _iface():
     try:
@@ -105,8 +120,9 @@ def current_dock():
     return _DOCK
 
 
-def show_plot(png_path, title="", iface=None):
-    """Show ``png_path`` in the plot dock (created and docked on first use). Main thread only.
+def show_plot(png_path, title="", iface=None, report_path=None):
+    """Show ``png_path`` in the plot dock (created and docked on first use), with *Open report* opening
+    ``report_path`` (disabled without one). Main thread only.
 
     Returns the dock, or None where there is no QGIS main window (qgis_process, scripts).
     """
@@ -120,7 +136,7 @@ def show_plot(png_path, title="", iface=None):
         dock = PlotDock(main_window)
         iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         _DOCK = dock
-    dock.set_plot(png_path, title)
+    dock.set_plot(png_path, title, report_path)
     dock.show()
     if hasattr(dock, "setUserVisible"):
         dock.setUserVisible(True)

@@ -184,7 +184,8 @@ class DFFNAlgorithm(QgsProcessingAlgorithm):
 
         written = summary.outputs
         register_layers_to_load(context, layer_name, written.stack, written.abundances,
-                                summary.result.endmember_names, written.error, written.plot_png, written.dominant)
+                                summary.result.endmember_names, written.error, written.plot_png, written.dominant,
+                                written.report_html)
         return {self.OUTPUT: written.stack, self.ABUNDANCE_FOLDER: folder, self.OUTPUT_LAYERS: written.abundances,
                 self.ENDMEMBERS: written.endmembers_csv, self.PLOT: written.report_html, self.ERROR: written.error,
                 self.DOMINANT: written.dominant}

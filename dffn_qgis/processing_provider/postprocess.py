@@ -8,10 +8,13 @@ plot dock is opened. ``qgis_process`` loads nothing, so it only writes files.
 
 Loading rule: when the user asked to open the abundance output (the "Open output file after
 running algorithm" box of OUTPUT, or "Load layers on completion" in batch), the abundances are
-opened as one single-band layer per endmember in a group named after the input, instead of the
-multi-band stack (QGIS would show the stack as an RGB of the first three endmembers, which is
-hard to read). The reconstruction error layer, if asked for, joins the group. Nothing else is
-loaded, so a run with loading switched off adds nothing to the project.
+opened as one single-band layer per endmember in a group named after the input ("DFFN <input>"),
+instead of the multi-band stack (QGIS would show the stack as an RGB of the first three endmembers,
+which is hard to read). Inside the group a layer is named by what tells it apart, the endmember's
+name ("vegetation"), and drawn from white (none) to the endmember's colour (all of it): the colour
+of its line in the plot and of its row in the report. The reconstruction error and dominant
+endmember layers, if asked for, join the group. Nothing else is loaded, so a run with loading
+switched off adds nothing to the project.
 """
 import os
 
@@ -42,7 +45,8 @@ _PLOT_VIEWER = None
 
 
 def set_plot_viewer(show):
-    """``show(png_path, title)`` is called with a run's plot once its layers are loaded (None: no plot)."""
+    """``show(png_path, title, report_path=...)`` is called with a run's plot (and its HTML report, or
+    None) once its layers are loaded (None: no plot)."""
     global _PLOT_VIEWER
     _PLOT_VIEWER = show
 
@@ -66,8 +70,12 @@ def _raster_type_hint():
     return hint
 
 
+ERROR_LAYER_NAME = "reconstruction error"
+DOMINANT_LAYER_NAME = "dominant endmember"
+
+
 def register_layers_to_load(context, input_name, stack, abundances, endmember_names, error,
-                            plot_png, dominant=None):
+                            plot_png, dominant=None, report_html=None):
     """Hand the run's layers to ``context`` following the loading rule of this module.
 
     Thread-safe: touches only ``context`` (the one Processing gave the algorithm).
@@ -78,29 +86,28 @@ def register_layers_to_load(context, input_name, stack, abundances, endmember_na
     count = (len(abundances) if load_stack else 0) + load_error + load_dominant
     if count == 0:
         return None
-    run = RunDisplay(input_name, plot_png if load_stack else None, count)
+    run = RunDisplay(input_name, plot_png if load_stack else None, count, report_html)
     if load_stack:
         project = context.layerToLoadOnCompletionDetails(stack).project
         layers = context.layersToLoadOnCompletion()
         layers.pop(stack, None)
         context.setLayersToLoadOnCompletion(layers)
         for i, (path, em_name) in enumerate(zip(abundances, endmember_names)):
-            details = QgsProcessingContext.LayerDetails(
-                "{} - {}".format(input_name, em_name), project, "OUTPUT_LAYERS")
+            details = QgsProcessingContext.LayerDetails(em_name, project, "OUTPUT_LAYERS")
             hint = _raster_type_hint()
             if hint is not None:
                 details.layerTypeHint = hint
             _set_group(details, run, i)
-            processor = AbundancePostProcessor(run, i, details.name)
+            processor = AbundancePostProcessor(run, i, details.name, len(abundances))
             run.keep(processor)
             details.setPostProcessor(processor)
             context.addLayerToLoadOnCompletion(path, details)
-    for path, wanted, suffix, kind in ((error, load_error, "reconstruction error", ErrorPostProcessor),
-                                       (dominant, load_dominant, "dominant endmember", DominantPostProcessor)):
+    for path, wanted, name, kind in ((error, load_error, ERROR_LAYER_NAME, ErrorPostProcessor),
+                                     (dominant, load_dominant, DOMINANT_LAYER_NAME, DominantPostProcessor)):
         if not wanted:
             continue
         details = context.layerToLoadOnCompletionDetails(path)
-        details.name = "{} - {}".format(input_name, suffix)
+        details.name = name
         _set_group(details, run, kind.sort_key)
         processor = kind(run, details.name)
         run.keep(processor)
@@ -121,10 +128,11 @@ def _set_group(details, run, sort_key):
 class RunDisplay:
     """State shared by the post-processors of one run: its layer group and the plot dock."""
 
-    def __init__(self, input_name, plot_png, n_layers):
+    def __init__(self, input_name, plot_png, n_layers, report_html=None):
         self.input_name = input_name
         self.group_base = "DFFN {}".format(input_name)
         self.plot_png = plot_png
+        self.report_html = report_html if report_html and os.path.exists(report_html) else None
         self.pending = n_layers
         self.plot_shown = False
         self.group = None
@@ -160,7 +168,8 @@ class RunDisplay:
         if not self.plot_shown and _PLOT_VIEWER is not None and self.plot_png and os.path.exists(self.plot_png):
             self.plot_shown = True
             try:
-                _PLOT_VIEWER(self.plot_png, "DFFN endmember spectra: {}".format(self.input_name))
+                _PLOT_VIEWER(self.plot_png, "DFFN endmember spectra: {}".format(self.input_name),
+                             report_path=self.report_html)
             except Exception as exc:  # never let the dock break the loading of layers
                 from qgis.core import QgsMessageLog
                 QgsMessageLog.logMessage("Cannot show the endmember plot: {}".format(exc), "DFFN")
@@ -221,6 +230,7 @@ def put_in_group(layer, run, sort_key, context, visible=True, expanded=True):
 
 
 def _color_ramp(name, start, stop):
+    """QGIS's ramp ``name`` from the default style, or a gradient from ``start`` to ``stop`` (RGB 0-255)."""
     ramp = None
     try:
         ramp = QgsStyle.defaultStyle().colorRamp(name)
@@ -229,9 +239,16 @@ def _color_ramp(name, start, stop):
     return ramp if ramp is not None else QgsGradientColorRamp(QColor(*start), QColor(*stop))
 
 
-def pseudocolor(layer, minimum, maximum, ramp_name="Viridis", start=(68, 1, 84), stop=(253, 231, 37)):
-    """Style band 1 of ``layer`` as a continuous colour ramp from ``minimum`` to ``maximum``."""
-    ramp = _color_ramp(ramp_name, start, stop)
+def abundance_ramp(index, count):
+    """Endmember ``index`` of ``count``'s ramp: white to the colour of its line in the plot."""
+    from ..core.report.plotting import abundance_ramp as stops
+
+    low, high = stops(index, count)
+    return QgsGradientColorRamp(QColor.fromRgbF(*low), QColor.fromRgbF(*high))
+
+
+def pseudocolor(layer, minimum, maximum, ramp):
+    """Style band 1 of ``layer`` as a continuous colour ``ramp`` from ``minimum`` to ``maximum``."""
     function = QgsColorRampShader(minimum, maximum)
     function.setSourceColorRamp(ramp.clone())
     interpolated = getattr(QgsColorRampShader, "Interpolated", None)
@@ -257,20 +274,21 @@ def pseudocolor(layer, minimum, maximum, ramp_name="Viridis", start=(68, 1, 84),
 
 
 class AbundancePostProcessor(QgsProcessingLayerPostProcessorInterface):
-    """Names, styles (0-1 pseudocolour) and groups one per-endmember abundance layer."""
+    """Names, styles (0-1, white to the endmember's colour) and groups one per-endmember abundance layer."""
 
-    def __init__(self, run, index, name):
+    def __init__(self, run, index, name, count):
         super().__init__()
         self.run = run
         self.index = index
         self.name = name
+        self.count = count
 
     def postProcessLayer(self, layer, context, feedback):
         if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
             return
         layer.setName(self.name)
         layer.setCustomProperty(ROLE_KEY, "abundance")
-        pseudocolor(layer, 0.0, 1.0)
+        pseudocolor(layer, 0.0, 1.0, abundance_ramp(self.index, self.count))
         # the first endmember on the map with its legend; the others a tick away
         first = self.index == 0
         put_in_group(layer, self.run, self.index, context, visible=first, expanded=first)
@@ -312,7 +330,7 @@ class ErrorPostProcessor(_HiddenLayerPostProcessor):
             maximum = 0.0
         if not maximum > 0.0 or maximum != maximum:
             maximum = 1.0
-        pseudocolor(layer, 0.0, maximum, "Magma", (0, 0, 4), (252, 253, 191))
+        pseudocolor(layer, 0.0, maximum, _color_ramp("Magma", (0, 0, 4), (252, 253, 191)))
 
 
 class DominantPostProcessor(_HiddenLayerPostProcessor):

@@ -21,6 +21,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 
 from ..core import deps
+from . import dialog_defaults
 from .base import _DOUBLE, _INTEGER, DFFNAlgorithm, _ProgressBridge, _safe_prefix, _tr, input_path
 from ..core.run.config import DEFAULT_PRESET, PRESETS
 from ..core.run.parameters import BY_NAME, SCHEMA, advanced
@@ -134,9 +135,10 @@ class DFFNUnmixAlgorithm(DFFNAlgorithm):
                 "listed in OUTPUT_LAYERS."),
             _tr("  Endmember spectra (ENDMEMBERS): CSV, one column per endmember; an ENVI spectral "
                 "library (.sli/.hdr) of the same name is written beside it."),
-            _tr("  Report (PLOT): HTML page with the endmember spectra plot (PNG and SVG of the same "
-                "name beside it), "
-                "shown in the Results Viewer."),
+            _tr("  Report (PLOT): one self-contained HTML page: the endmember spectra plot (PNG and SVG of "
+                "the same name beside it), a thumbnail of every abundance map, the reconstruction error's "
+                "statistics, the parameters and every file written; 'Open report' in the spectra panel "
+                "opens it."),
             _tr("  KEEP_BAD_BANDS: without a band list, bands flagged bad (bbl) and those in the atmospheric "
                 "water-vapour windows are left out (the log lists them); tick to keep them."),
             _tr("  Names: with wavelengths in the image, each endmember is named after the nearest class of a "
@@ -149,8 +151,10 @@ class DFFNUnmixAlgorithm(DFFNAlgorithm):
             _tr("  Reconstruction error (ERROR): per-pixel spectral angle in radians between the "
                 "input and its reconstruction."),
             _tr("In QGIS, when the abundances are opened after running, they are added as one "
-                "layer per endmember (0-1 colour ramp) in a group named after the input, and the "
-                "endmember spectra are shown in the 'DFFN endmember spectra' panel."),
+                "layer per endmember, named by the endmember, in a group named after the input, each "
+                "drawn from white (0) to the endmember's colour in the plot (1), and the endmember "
+                "spectra are shown in the 'DFFN endmember spectra' panel. The dialog then offers the "
+                "same input and number of endmembers again."),
             "",
             _tr("Needs the Python packages torch and spectral in QGIS's Python; if they are missing "
                 "the run stops and the log gives the command that installs them."),
@@ -163,9 +167,11 @@ class DFFNUnmixAlgorithm(DFFNAlgorithm):
 
     # ----------------------------------------------------------------------------- parameters
     def initAlgorithm(self, config=None):
-        self.addParameter(QgsProcessingParameterRasterLayer(
-            self.INPUT, _tr("Input hyperspectral raster")))
-        self.addParameter(self._number(BY_NAME["n_endmembers"], defaultValue=PRESETS[DEFAULT_PRESET].n_endmembers))
+        raster = QgsProcessingParameterRasterLayer(self.INPUT, _tr("Input hyperspectral raster"))
+        count = self._number(BY_NAME["n_endmembers"], defaultValue=PRESETS[DEFAULT_PRESET].n_endmembers)
+        dialog_defaults.apply(raster, count)
+        self.addParameter(raster)
+        self.addParameter(count)
         self.addParameter(QgsProcessingParameterBand(
             self.BANDS, _tr("Bands to use (empty: all)"), None, self.INPUT,
             optional=True, allowMultiple=True))
@@ -221,7 +227,24 @@ class DFFNUnmixAlgorithm(DFFNAlgorithm):
         if not ok:
             # QGIS says "... not found" for any file it cannot load; the reader says why
             message = self._input_problem(parameters, context) or message
-        return ok, message
+            return ok, message
+        problem = self._too_few_bands(parameters, context)
+        return (False, problem) if problem else (True, message)
+
+    def _too_few_bands(self, parameters, context):
+        """Why the input has too few bands for the count (before the run starts), or None."""
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if layer is None:
+            return None
+        count = self.parameterAsInt(parameters, self.N_ENDMEMBERS, context)
+        chosen = self.parameterAsInts(parameters, self.BANDS, context)
+        bands = len(chosen) if chosen else layer.bandCount()
+        needed = dialog_defaults.bands_needed(count)
+        if bands >= needed:
+            return None
+        what = _tr("{} endmembers").format(count) if count else _tr("estimating the number of endmembers")
+        return _tr("'{}' has {} band(s) to use; {} needs at least {}. Choose the hyperspectral image "
+                   "(a DFFN run's abundance layers have one band each).").format(layer.name(), bands, what, needed)
 
     def _input_problem(self, parameters, context):
         """Why the INPUT path given as text cannot be read, or None."""
@@ -284,6 +307,7 @@ class DFFNUnmixAlgorithm(DFFNAlgorithm):
         path = input_path(layer)
         bands = self.parameterAsInts(parameters, self.BANDS, context) or None
         preset, params = self.params_from(parameters, context)
+        dialog_defaults.remember(layer, self.parameterAsInt(parameters, self.N_ENDMEMBERS, context))
 
         plan, folder = self.output_plan(parameters, context, _safe_prefix(layer.name()))
         library = self.parameterAsFile(parameters, self.LIBRARY, context) or None

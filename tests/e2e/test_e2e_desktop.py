@@ -137,16 +137,16 @@ def test_project_holds_one_styled_layer_per_endmember_in_a_group(desktop_run):
     assert [g["group"] for g in groups] == ["DFFN demo"]
     layers = [c["layer"] for c in groups[0]["children"]]
     abundance = [lay for lay in layers if lay["role"] == "abundance"]
-    names = [lay["name"] for lay in abundance]          # "demo - <endmember name>" (named from the library)
-    assert len(set(names)) == N_ENDMEMBERS and all(n.startswith("demo - ") for n in names)
+    names = [lay["name"] for lay in abundance]          # "<endmember name>" (named from the library)
+    assert len(set(names)) == N_ENDMEMBERS and not any(n.startswith("demo") for n in names)
     for i, lay in enumerate(abundance):
         assert lay["valid"] and lay["band_count"] == 1 and lay["renderer"] == "singlebandpseudocolor"
         assert (lay["min"], lay["max"]) == (0.0, 1.0)
         assert lay["crs"] == "EPSG:32633"
         assert lay["checked"] == (i == 0)  # the first endmember is shown, the others a tick away
-    assert [lay["name"] for lay in layers if lay["role"] == "error"] == ["demo - reconstruction error"]
+    assert [lay["name"] for lay in layers if lay["role"] == "error"] == ["reconstruction error"]
     dominant = [lay for lay in layers if lay["role"] == "dominant"]
-    assert [lay["name"] for lay in dominant] == ["demo - dominant endmember"]
+    assert [lay["name"] for lay in dominant] == ["dominant endmember"]
     assert dominant[0]["renderer"] == "paletted"
     # the input, plus the group's layers: the multi-band stack is not loaded a second time
     top_layers = [c["layer"] for c in tree["tree"]["children"] if "layer" in c]
@@ -170,9 +170,8 @@ def test_background_task_from_the_plugin_action(desktop_run):
     assert started["prepared"] and started["description"] == "DFFN unmixing of demo"
     done = _step(report, "task_done")
     assert done["error"] is None, done
-    assert len(done["loaded"]) == 4 and done["loaded"][-2:] == ["demo - dominant endmember",
-                                                                "demo - reconstruction error"]
-    assert all(n.startswith("demo - ") for n in done["loaded"])
+    assert len(done["loaded"]) == 4 and done["loaded"][-2:] == ["dominant endmember", "reconstruction error"]
+    assert not any(n.startswith("demo") for n in done["loaded"])
     tree = json.load(open(os.path.join(out, "layer_tree_after_task.json"), encoding="utf-8"))
     groups = [c["group"] for c in tree["tree"]["children"] if "group" in c]
     assert sorted(groups) == ["DFFN demo", "DFFN demo (2)"]

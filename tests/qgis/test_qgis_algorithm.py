@@ -168,6 +168,11 @@ def test_band_subset(dffn_provider, scene_tif, tmp_path):
     assert len(rows) - 1 == 12
 
 
+def _band_description(path):
+    ds = gdal.Open(path)                 # held while its band is read
+    return ds.GetRasterBand(1).GetDescription()
+
+
 def _check_loaded_group(project, input_name="scene", endmembers=ENDMEMBERS, with_error=True):
     groups = [c for c in project.layerTreeRoot().children() if isinstance(c, QgsLayerTreeGroup)]
     assert len(groups) == 1, [g.name() for g in groups]
@@ -175,8 +180,13 @@ def _check_loaded_group(project, input_name="scene", endmembers=ENDMEMBERS, with
     assert group.name() == "DFFN {}".format(input_name)
     layers = [node.layer() for node in group.findLayers()]
     abundance = [lay for lay in layers if lay.customProperty("dffn/role") == "abundance"]
-    names = [lay.name() for lay in abundance]       # "<input> - <endmember name>", one each
-    assert len(set(names)) == endmembers and all(n.startswith("{} - ".format(input_name)) for n in names)
+    names = [lay.name() for lay in abundance]       # the endmember's name, inside the input's group
+    assert len(set(names)) == endmembers and not any(input_name in n for n in names)
+    assert names == [_band_description(lay.source()) for lay in abundance]
+    from dffn_qgis.core.report.plotting import distinct_colours, hex_colour
+    for lay, colour in zip(abundance, distinct_colours(endmembers)):   # the plot's colours
+        last = lay.renderer().shader().rasterShaderFunction().colorRampItemList()[-1]
+        assert last.color.name() == hex_colour(colour)
     for lay in abundance:
         assert isinstance(lay, QgsRasterLayer) and lay.isValid() and lay.bandCount() == 1
         renderer = lay.renderer()
@@ -186,6 +196,7 @@ def _check_loaded_group(project, input_name="scene", endmembers=ENDMEMBERS, with
         assert len(items) >= 2 and items[0].value == 0.0 and items[-1].value == 1.0
     errors = [lay for lay in layers if lay.customProperty("dffn/role") == "error"]
     assert len(errors) == (1 if with_error else 0)
+    assert all(lay.name() == "reconstruction error" for lay in errors)
     # every loaded layer is in the group: no stray stack
     assert len(project.mapLayers()) == len(layers) + sum(
         1 for lay in project.mapLayers().values() if lay.source().endswith("scene.tif"))
@@ -223,6 +234,7 @@ def test_toolbox_dialog_loads_one_styled_layer_per_endmember_and_the_plot(
     # docked into the (never shown) test main window: visible as far as the dock is concerned
     assert dock is not None and dock.has_image() and not dock.isHidden()
     assert dock.png_path == os.path.splitext(values["PLOT"])[0] + ".png"
+    assert dock.report_path == values["PLOT"] and dock.report_button.isEnabled()   # "Open report"
     assert "scene" in dock.title_label.text()
     from qgis.PyQt import sip
     if not sip.isdeleted(dialog):  # it closes itself unless "keep dialog open" is set

@@ -41,12 +41,12 @@ def test_layers_end_up_ordered_in_one_group(abundance_files, clean_project, wher
         else:  # the desktop's insertion point inside the group
             clean_project.addMapLayer(layer, False)
             group.insertLayer(0, layer)
-        AbundancePostProcessor(run, index, "scene - endmember {}".format(index + 1)).postProcessLayer(
+        AbundancePostProcessor(run, index, "endmember {}".format(index + 1), len(order)).postProcessLayer(
             layer, context, feedback)
     groups = clean_project.layerTreeRoot().findGroups()
     assert [g.name() for g in groups] == ["DFFN scene"]
     nodes = groups[0].findLayers()
-    assert [n.layer().name() for n in nodes] == ["scene - endmember {}".format(i + 1) for i in range(4)]
+    assert [n.layer().name() for n in nodes] == ["endmember {}".format(i + 1) for i in range(4)]
     assert [n.itemVisibilityChecked() for n in nodes] == [True, False, False, False]
     assert len(clean_project.mapLayers()) == 4
     assert clean_project.layerTreeRoot().findLayers() == nodes
@@ -61,7 +61,31 @@ def test_second_run_of_the_same_input_gets_its_own_group(abundance_files, clean_
         run = RunDisplay("scene", None, 1)
         layer = QgsRasterLayer(abundance_files[0], "raw")
         clean_project.addMapLayer(layer)
-        AbundancePostProcessor(run, 0, "scene - endmember 1").postProcessLayer(
+        AbundancePostProcessor(run, 0, "endmember 1", 1).postProcessLayer(
             layer, context, QgsProcessingFeedback())
     names = sorted(g.name() for g in clean_project.layerTreeRoot().findGroups())
     assert names == ["DFFN scene", "DFFN scene (2)"]
+
+
+def test_each_abundance_layer_is_drawn_in_its_endmembers_colour(abundance_files, clean_project):
+    """White for none of the endmember to its colour in the plot (and the report) for all of it: the
+    legend entry shows the colour the plot's line has."""
+    from qgis.PyQt.QtGui import QColor
+
+    from dffn_qgis.core.report.plotting import distinct_colours, hex_colour
+    from dffn_qgis.processing_provider.postprocess import AbundancePostProcessor, RunDisplay
+
+    context = QgsProcessingContext()
+    context.setProject(clean_project)
+    run = RunDisplay("scene", None, 4)
+    tops = []
+    for index, path in enumerate(abundance_files):
+        layer = QgsRasterLayer(path, "raw")
+        clean_project.addMapLayer(layer)
+        AbundancePostProcessor(run, index, "em", 4).postProcessLayer(layer, context, QgsProcessingFeedback())
+        items = layer.renderer().shader().rasterShaderFunction().colorRampItemList()
+        assert items[0].color.name() == QColor("white").name() and items[0].value == 0.0
+        tops.append(items[-1].color.name())
+        legend = layer.renderer().legendSymbologyItems()
+        assert legend and legend[-1][1].name() == tops[-1]
+    assert tops == [hex_colour(c) for c in distinct_colours(4)]

@@ -67,8 +67,8 @@ def test_action_unmixes_the_active_layer_in_its_own_task(plugin, qgis_iface, sce
     groups = _groups(clean_project)
     assert [g.name() for g in groups] == ["DFFN scene"]
     names = [node.layer().name() for node in groups[0].findLayers()]
-    assert len(names) == 4 and names[-2:] == ["scene - dominant endmember", "scene - reconstruction error"]
-    assert all(n.startswith("scene - ") for n in names) and len(set(names)) == 4       # endmembers: named
+    assert len(names) == 4 and names[-2:] == ["dominant endmember", "reconstruction error"]
+    assert not any(n.startswith("scene") for n in names) and len(set(names)) == 4      # endmembers: named
     assert len(task.loaded_layers) == 4
     dock = plot_dock.current_dock()
     assert dock is not None and dock.has_image() and dock.png_path.startswith(task.output_dir)

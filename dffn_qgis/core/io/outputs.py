@@ -246,9 +246,10 @@ def _write_all(plan: OutputPlan, paths: dict, scene: Scene, result: UnmixResult,
 def _write_plot_report_record(paths: dict, scene: Scene, result: UnmixResult,
                               staging: _Staging, monitor: Monitor) -> None:
     from ..report.plotting import endmember_figure, figure_to_png_bytes, save_figure
-    from ..report.summary import endmember_summary
+    from ..report.summary import endmember_summary, error_statistics
 
     result.record["endmember_summary"] = endmember_summary(scene, result)
+    result.record["reconstruction_error"] = error_statistics(result.error)
     png_bytes = None
     if any(paths[k] is not None for k in ("plot_png", "plot_svg", "report_html")):
         monitor.progress(0.85, "plotting the endmembers")

@@ -74,6 +74,21 @@ def distinct_colours(n: int) -> list:
     return [colormaps["hsv"](i / n) for i in range(n)]
 
 
+# An abundance map goes from white (none of the endmember) to the endmember's own colour (all of it):
+# the QGIS layer, its legend entry and the report's thumbnail use the same two stops.
+ABUNDANCE_LOW = (1.0, 1.0, 1.0)
+
+
+def abundance_ramp(index: int, count: int) -> tuple:
+    """The two RGB stops (0 to 1, for fractions 0 and 1) of endmember ``index`` of ``count``."""
+    return ABUNDANCE_LOW, tuple(float(c) for c in distinct_colours(count)[index][:3])
+
+
+def hex_colour(rgb) -> str:
+    """``"#1f77b4"`` for an RGB(A) tuple of 0-1 values."""
+    return "#" + "".join(f"{int(round(255 * float(c))):02x}" for c in tuple(rgb)[:3])
+
+
 def save_figure(fig: Figure, path_png=None, path_svg=None) -> None:
     """Write ``fig`` as PNG and/or SVG; the format is set explicitly, so any file name works."""
     if path_png is not None:

@@ -1,4 +1,5 @@
-"""Per-endmember figures an analyst reads: mean fraction, where it dominates, how well it fits there."""
+"""Figures an analyst reads: per endmember, the mean fraction, where it dominates and how well it fits
+there; for the whole image, the reconstruction error's statistics."""
 from __future__ import annotations
 
 from typing import List, Optional
@@ -42,3 +43,14 @@ def endmember_summary(scene: Scene, result: UnmixResult) -> List[dict]:
                      "dominant_area_m2": None if area is None else float(where.sum() * area),
                      "mean_error_where_dominant_rad": float(fits.mean()) if fits.size else None})
     return rows
+
+
+def error_statistics(error: np.ndarray) -> Optional[dict]:
+    """Mean, median, 95th percentile and maximum of the per-pixel reconstruction angle (radians) over
+    the valid pixels, with their count; None when no pixel has one."""
+    values = np.asarray(error, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    return {"mean_rad": float(values.mean()), "median_rad": float(np.median(values)),
+            "p95_rad": float(np.percentile(values, 95)), "max_rad": float(values.max()), "pixels": int(values.size)}

@@ -198,7 +198,7 @@ def test_plots_and_html(written):
     page = Path(paths["report_html"]).read_text()
     assert "data:image/png;base64," in page
     for text in ("fast", "cpu", "123", "0.0421", "divided by the maximum valid value",
-                 "10 x 12 pixels", "endmember 3", "training 20.25 s"):
+                 "10 x 12 pixels", "endmember 3", "feature fusion 1.5 s, training 20.25 s"):
         assert text in page, text
     assert "scene &lt;&amp;&gt; &quot;quoted&quot;.tif" in page
     assert "<&>" not in page
