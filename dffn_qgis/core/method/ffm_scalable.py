@@ -131,6 +131,7 @@ class ScalableFusion:
         spectral = (spectral_kernel(gram, n_valid, params.spectral_pixels).float() if w > 0 else None)
 
         fusion = cls(w=w, spectral=spectral, landmarks=None, projection=None)
+        fusion.band_gram = gram.cpu().numpy()       # the band second moment (extreme_pixels uses it)
         if w < 1:
             fusion._fit_spatial(source, candidates, first, most, params.ffm_tolerance, device,
                                 monitor.sub(0.25, 0.75))

@@ -2,8 +2,10 @@
 
 1. Feature fusion with the exact band similarity and a Nystroem approximation of the pixel
    similarity whose error is measured during the run (:mod:`dffn_qgis.core.method.ffm_scalable`).
-2. Training on ``train_windows`` windows of ``window`` x ``window`` pixels spread over the image
-   (one per cell of a grid, placed at random in the cell where most pixels are valid), as one
+2. Training on windows of ``window`` x ``window`` pixels: one centred on each of the image's
+   most extreme pixels (:mod:`dffn_qgis.core.method.extreme_pixels`: where pure pixels of rare
+   materials are), the rest spread over the image (one per cell of a grid, placed at random in the
+   cell where most pixels are valid), ``train_windows`` in all (a third at least on the grid), as one
    batch: the endmember module's input is the windows' valid pixels, a number that does not grow
    with the image.
 3. Abundances of every pixel from the trained abundance module, tile by tile; each tile is read
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -23,6 +25,7 @@ import torch
 from ..method.abundance_lsq import REFINED_NOTE, nnls
 from .config import DFFNParams
 from ..errors import InputError
+from ..method.extreme_pixels import extreme_pixels
 from ..method.ffm_scalable import ScalableFusion
 from ..method.model import spectral_angle
 from .progress import Monitor
@@ -39,12 +42,31 @@ def aem_reach(params: DFFNParams) -> int:
     return 3 * params.padding
 
 
-def training_windows(valid: np.ndarray, params: DFFNParams) -> List[Tuple[int, int, int, int]]:
-    """(row0, col0, rows, cols) of the training windows: one per grid cell, where most pixels are valid."""
+def training_windows(valid: np.ndarray, params: DFFNParams,
+                     centres: Sequence[Tuple[int, int]] = ()) -> List[Tuple[int, int, int, int]]:
+    """(row0, col0, rows, cols) of the ``params.train_windows`` training windows: one centred on
+    each of ``centres`` (the image's extreme pixels, most distinct first) that is not inside an
+    earlier one, then one per cell of a grid, where most pixels are valid; a third of the windows
+    at least stay on the grid."""
+    height, width = valid.shape
+    side_r, side_c = min(params.window, height), min(params.window, width)
+    most = params.train_windows - max(1, params.train_windows // 3)
+    around = []
+    for r, c in centres:
+        if len(around) >= most:
+            break
+        if any(r0 <= r < r0 + rows and c0 <= c < c0 + cols for r0, c0, rows, cols in around):
+            continue
+        r0 = int(np.clip(r - side_r // 2, 0, height - side_r))
+        c0 = int(np.clip(c - side_c // 2, 0, width - side_c))
+        around.append((r0, c0, side_r, side_c))
+    return around + _grid_windows(valid, params, params.train_windows - len(around))
+
+
+def _grid_windows(valid: np.ndarray, params: DFFNParams, count: int) -> List[Tuple[int, int, int, int]]:
     height, width = valid.shape
     rng = np.random.default_rng(params.seed)
     side_r, side_c = min(params.window, height), min(params.window, width)
-    count = params.train_windows
     grid_r = max(1, min(count, round(math.sqrt(count * height / width))))
     grid_c = max(1, math.ceil(count / grid_r))
     cells = [(i, j) for i in range(grid_r) for j in range(grid_c)]
@@ -66,6 +88,17 @@ def training_windows(valid: np.ndarray, params: DFFNParams) -> List[Tuple[int, i
         if best is not None:
             chosen.append(best)
     return chosen
+
+
+def _valid_pixel_blocks(source, monitor: Monitor):
+    """(L x n valid pixels, their rows, their columns) of each window of ``source``."""
+    boxes = list(windows(source.height, source.width))
+    for k, (r0, c0, rows, cols) in enumerate(boxes):
+        monitor.check()
+        data, valid = source.read(r0, c0, rows, cols)
+        rr, cc = np.nonzero(valid)
+        yield data[:, valid], rr + r0, cc + c0
+        monitor.progress((k + 1) / len(boxes), f"extreme pixels ({k + 1} of {len(boxes)} windows)")
 
 
 def training_batch(source, fusion: ScalableFusion, boxes, device: torch.device):
@@ -196,13 +229,15 @@ class ScalableStrategy(Strategy):
     def training_batch(self, params: DFFNParams, device: torch.device, monitor: Monitor) -> TrainingBatch:
         scene = self.source.scene
         t0 = time.perf_counter()
-        self.fusion = ScalableFusion.fit(self.source, params, device, scene.n_valid, monitor)
+        self.fusion = ScalableFusion.fit(self.source, params, device, scene.n_valid, monitor.sub(0.0, 0.9))
         t_ffm = time.perf_counter() - t0
         if params.w < 1:
             monitor.info(f"feature fusion with {self.fusion.n_landmarks} landmarks: measured relative error of "
                          f"the spatial term {self.fusion.relative_error:.2e} (tolerance {params.ffm_tolerance:g}); "
                          f"took {t_ffm:.1f} s")
-        self.boxes = training_windows(scene.valid, params)
+        centres = extreme_pixels(_valid_pixel_blocks(self.source, monitor.sub(0.9, 1.0)), self.fusion.band_gram,
+                                 params.n_endmembers, params.seed)
+        self.boxes = training_windows(scene.valid, params, centres)
         image, Y, index = training_batch(self.source, self.fusion, self.boxes, device)
         if Y.shape[1] < params.n_endmembers + 1:
             raise InputError(f"the training windows hold only {Y.shape[1]} valid pixel(s); use more or "
