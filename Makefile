@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: setup demo test test-core bench bench-apply bench-scenes bench-scale package install clean
+.PHONY: setup demo test test-core test-qgis340 test-qgis344 bench bench-apply bench-batch bench-scenes bench-scale package install clean
 
 setup:
 	@bash scripts/setup.sh
@@ -27,6 +27,21 @@ bench-scenes: setup
 
 bench-scale: setup
 	$(PY) scripts/bench_scale.py
+
+# unmixing with given spectra at scale (docs/BENCHMARKS.md, "Applying endmembers at scale")
+bench-apply: setup
+	$(PY) scripts/bench_apply.py
+
+# the same scenes through `batch` with 1 worker and with one per core (docs/BATCH.md)
+bench-batch: setup
+	$(PY) scripts/bench_batch.py
+
+# the QGIS tests under Debian 13's QGIS 3.40 and unstable's 3.44, in a debootstrap root (.roots/, needs root)
+test-qgis340:
+	bash scripts/qgis_root.sh trixie
+
+test-qgis344:
+	bash scripts/qgis_root.sh sid
 
 package: setup
 	$(PY) scripts/package.py

@@ -50,6 +50,8 @@ build_root() {
     $SUDO rm -rf "$ROOT.partial"
     $SUDO debootstrap --variant=minbase --keyring="$keyring" "$SUITE" "$ROOT.partial" "$url"
     echo "deb $url $SUITE main" | $SUDO tee "$ROOT.partial/etc/apt/sources.list" >/dev/null
+    # an archive snapshot serves Release files past their Valid-Until date: a test root accepts them
+    echo 'Acquire::Check-Valid-Until "false";' | $SUDO tee "$ROOT.partial/etc/apt/apt.conf.d/90snapshot" >/dev/null
     $SUDO chroot "$ROOT.partial" /usr/bin/env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     # shellcheck disable=SC2086
     $SUDO chroot "$ROOT.partial" /usr/bin/env DEBIAN_FRONTEND=noninteractive \
@@ -71,6 +73,13 @@ $SUDO find "$ROOT/work/dffn_qgis" -mindepth 1 -maxdepth 1 ! -name .venv ! -name 
 $SUDO rm -rf "$ROOT/work/dffn_qgis/dffn_qgis"
 (cd "$HERE" && git ls-files -co --exclude-standard -z | tar --null -T - -cf -) | $SUDO tar -xf - -C "$ROOT/work/dffn_qgis"
 [ -d "$HERE/../shared" ] && { $SUDO mkdir -p "$ROOT/work/shared"; $SUDO mount --bind -o ro "$HERE/../shared" "$ROOT/work/shared" 2>/dev/null || true; }
+
+# trust what this machine trusts (a local certificate authority in front of the package indexes)
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    $SUDO mkdir -p "$ROOT/usr/local/share/ca-certificates"
+    $SUDO cp /usr/local/share/ca-certificates/*.crt "$ROOT/usr/local/share/ca-certificates/"
+    $SUDO chroot "$ROOT" update-ca-certificates >/dev/null 2>&1 || true
+fi
 
 RUN=(env -i HOME=/tmp/home PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 QT_QPA_PLATFORM=offscreen
      XDG_RUNTIME_DIR=/tmp/runtime bash -lc)

@@ -51,7 +51,7 @@ fi
 
 if ! "$PY" -c 'import spectral, pytest, pytest_qgis, hypothesis, distributed' 2>/dev/null; then
     echo "setup: installing spectral, dask.distributed, pytest, pytest-qgis, hypothesis"
-    "$PY" -m pip install -q -c "$CONSTRAINTS" -r requirements-dev.txt
+    "$PY" -m pip install -q --use-pep517 -c "$CONSTRAINTS" -r requirements-dev.txt
 fi
 # earthlib (MIT): ~7,000 measured spectra, used for the development scenes (benchmarks/) and the
 # default library that names endmembers. Only its data files are read, so its own dependencies
