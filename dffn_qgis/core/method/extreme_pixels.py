@@ -75,6 +75,14 @@ class SkewerExtremes:
         return spectra, positions, counts
 
 
+    def pick(self, count: int) -> List[Tuple[int, int]]:
+        """(row, col) of ``count`` mutually distinct candidates (:func:`atgp`), most distinct first."""
+        spectra, positions, _ = self.candidates()
+        if positions.shape[0] == 0:
+            return []
+        return [tuple(int(v) for v in positions[i]) for i in atgp(spectra, count)]
+
+
 def atgp(spectra: np.ndarray, count: int) -> List[int]:
     """Indices of ``count`` columns of ``spectra``, each the one least explained by the previous
     ones (automatic target generation): the first has the largest norm."""
@@ -99,7 +107,4 @@ def extreme_pixels(blocks: Iterable[Tuple[np.ndarray, np.ndarray, np.ndarray]], 
     finder = SkewerExtremes(gram, n_endmembers, seed)
     for Y, rows, cols in blocks:
         finder.update(Y, rows, cols)
-    spectra, positions, _ = finder.candidates()
-    if positions.shape[0] == 0:
-        return []
-    return [tuple(int(v) for v in positions[i]) for i in atgp(spectra, n_endmembers)]
+    return finder.pick(n_endmembers)

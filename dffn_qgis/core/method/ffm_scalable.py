@@ -29,6 +29,7 @@ from ..run.config import DFFNParams
 from .ffm import _sq_distances, spectral_kernel
 from ..run.progress import Monitor, as_monitor
 from ..io.raster_source import windows
+from .extreme_pixels import SkewerExtremes
 
 CHECK_PIXELS = 64
 CHUNK = 4096                 # pixels per kernel evaluation: bounds the n x m kernel block in memory
@@ -37,14 +38,21 @@ MAX_LANDMARKS = 8192
 _RIDGE = 1e-8                # added to K_mm's diagonal (which is 1) before the Cholesky solve
 
 
-def valid_blocks(source, device: torch.device, monitor: Monitor, label: str) -> Iterator[torch.Tensor]:
-    """The valid pixels of each window of ``source`` as L x n float32 tensors on ``device``."""
+def valid_blocks(source, device: torch.device, monitor: Monitor, label: str,
+                 positions: bool = False) -> Iterator:
+    """The valid pixels of each window of ``source`` as L x n float32 tensors on ``device``; with
+    ``positions``, (tensor, rows, columns) with the pixels' places in the image."""
     tiles = list(windows(source.height, source.width))
     for k, (row0, col0, rows, cols) in enumerate(tiles):
         monitor.check()
         data, valid = source.read(row0, col0, rows, cols)
         if valid.any():
-            yield torch.from_numpy(np.ascontiguousarray(data[:, valid])).to(device)
+            Yb = torch.from_numpy(np.ascontiguousarray(data[:, valid])).to(device)
+            if positions:
+                rr, cc = np.nonzero(valid)
+                yield Yb, rr + row0, cc + col0
+            else:
+                yield Yb
         monitor.progress((k + 1) / len(tiles), f"{label} ({k + 1} of {len(tiles)} windows)")
 
 
@@ -109,7 +117,10 @@ class ScalableFusion:
     # -- fitting -------------------------------------------------------------------------------
     @classmethod
     def fit(cls, source, params: DFFNParams, device: torch.device, n_valid: int,
-            monitor: Optional[Monitor] = None) -> "ScalableFusion":
+            monitor: Optional[Monitor] = None, extremes: int = 0) -> "ScalableFusion":
+        """Fit the fusion to ``source`` in a few streaming passes; with ``extremes``, the same passes
+        also find that many extreme pixels (``extreme_centres``: (row, col), most distinct first;
+        :mod:`~dffn_qgis.core.method.extreme_pixels`), with no read of their own."""
         monitor = as_monitor(monitor)
         w = params.w
         rng = np.random.default_rng(params.seed)
@@ -131,11 +142,12 @@ class ScalableFusion:
         spectral = (spectral_kernel(gram, n_valid, params.spectral_pixels).float() if w > 0 else None)
 
         fusion = cls(w=w, spectral=spectral, landmarks=None, projection=None)
-        fusion.band_gram = gram.cpu().numpy()       # the band second moment (extreme_pixels uses it)
+        finder = SkewerExtremes(gram.cpu().numpy(), extremes, params.seed) if extremes else None
         if w < 1:
             fusion._fit_spatial(source, candidates, first, most, params.ffm_tolerance, device,
                                 monitor.sub(0.25, 0.75))
-        fusion._fit_ranges(source, device, monitor.sub(0.75, 1.0))
+        fusion._fit_ranges(source, device, monitor.sub(0.75, 1.0), finder)
+        fusion.extreme_centres = finder.pick(extremes) if finder is not None else []
         return fusion
 
     def _fit_spatial(self, source, candidates: torch.Tensor, first: int, most: int, tolerance: float,
@@ -172,10 +184,13 @@ class ScalableFusion:
                 break
             m = min(2 * m, most)
 
-    def _fit_ranges(self, source, device: torch.device, monitor: Monitor) -> None:
+    def _fit_ranges(self, source, device: torch.device, monitor: Monitor, finder=None) -> None:
         lo = {"spec": math.inf, "spat": math.inf}
         hi = {"spec": -math.inf, "spat": -math.inf}
-        for Yb in valid_blocks(source, device, monitor.sub(0.0, 0.5), "feature fusion: normalising"):
+        for Yb, rows, cols in valid_blocks(source, device, monitor.sub(0.0, 0.5), "feature fusion: normalising",
+                                           positions=True):
+            if finder is not None:
+                finder.update(Yb.cpu().numpy(), rows, cols)
             for name, term in zip(("spec", "spat"), self.raw_terms(Yb)):
                 if term is not None:
                     lo[name], hi[name] = min(lo[name], float(term.min())), max(hi[name], float(term.max()))

@@ -3,8 +3,8 @@
 1. Feature fusion with the exact band similarity and a Nystroem approximation of the pixel
    similarity whose error is measured during the run (:mod:`dffn_qgis.core.method.ffm_scalable`).
 2. Training on windows of ``window`` x ``window`` pixels: one centred on each of the image's
-   most extreme pixels (:mod:`dffn_qgis.core.method.extreme_pixels`: where pure pixels of rare
-   materials are), the rest spread over the image (one per cell of a grid, placed at random in the
+   most extreme pixels (:mod:`dffn_qgis.core.method.extreme_pixels`, found during the fusion's
+   passes: where pure pixels of rare materials are), the rest spread over the image (one per cell of a grid, placed at random in the
    cell where most pixels are valid), ``train_windows`` in all (a third at least on the grid), as one
    batch: the endmember module's input is the windows' valid pixels, a number that does not grow
    with the image.
@@ -25,7 +25,6 @@ import torch
 from ..method.abundance_lsq import REFINED_NOTE, nnls
 from .config import DFFNParams
 from ..errors import InputError
-from ..method.extreme_pixels import extreme_pixels
 from ..method.ffm_scalable import ScalableFusion
 from ..method.model import spectral_angle
 from .progress import Monitor
@@ -88,17 +87,6 @@ def _grid_windows(valid: np.ndarray, params: DFFNParams, count: int) -> List[Tup
         if best is not None:
             chosen.append(best)
     return chosen
-
-
-def _valid_pixel_blocks(source, monitor: Monitor):
-    """(L x n valid pixels, their rows, their columns) of each window of ``source``."""
-    boxes = list(windows(source.height, source.width))
-    for k, (r0, c0, rows, cols) in enumerate(boxes):
-        monitor.check()
-        data, valid = source.read(r0, c0, rows, cols)
-        rr, cc = np.nonzero(valid)
-        yield data[:, valid], rr + r0, cc + c0
-        monitor.progress((k + 1) / len(boxes), f"extreme pixels ({k + 1} of {len(boxes)} windows)")
 
 
 def training_batch(source, fusion: ScalableFusion, boxes, device: torch.device):
@@ -229,15 +217,14 @@ class ScalableStrategy(Strategy):
     def training_batch(self, params: DFFNParams, device: torch.device, monitor: Monitor) -> TrainingBatch:
         scene = self.source.scene
         t0 = time.perf_counter()
-        self.fusion = ScalableFusion.fit(self.source, params, device, scene.n_valid, monitor.sub(0.0, 0.9))
+        self.fusion = ScalableFusion.fit(self.source, params, device, scene.n_valid, monitor,
+                                         extremes=params.n_endmembers)
         t_ffm = time.perf_counter() - t0
         if params.w < 1:
             monitor.info(f"feature fusion with {self.fusion.n_landmarks} landmarks: measured relative error of "
                          f"the spatial term {self.fusion.relative_error:.2e} (tolerance {params.ffm_tolerance:g}); "
                          f"took {t_ffm:.1f} s")
-        centres = extreme_pixels(_valid_pixel_blocks(self.source, monitor.sub(0.9, 1.0)), self.fusion.band_gram,
-                                 params.n_endmembers, params.seed)
-        self.boxes = training_windows(scene.valid, params, centres)
+        self.boxes = training_windows(scene.valid, params, self.fusion.extreme_centres)
         image, Y, index = training_batch(self.source, self.fusion, self.boxes, device)
         if Y.shape[1] < params.n_endmembers + 1:
             raise InputError(f"the training windows hold only {Y.shape[1]} valid pixel(s); use more or "
