@@ -182,8 +182,9 @@ def _add_unmix_options(parser, count_required: bool) -> None:
     parser.add_argument("--bands", type=_band_list, default=None, metavar="LIST",
                         help="1-based bands to use, e.g. 1-100,120-150 (default: all except bands flagged bad)")
     parser.add_argument("--keep-bad-bands", action="store_true",
-                        help="keep the bands the file flags bad (bbl) and those in the atmospheric water-vapour "
-                             "windows (about 1340-1460, 1790-1960 nm and beyond 2450 nm), left out by default")
+                        help="keep the bands the file flags bad (bbl), those in the atmospheric water-vapour "
+                             "windows (about 1340-1460, 1790-1960 nm and beyond 2450 nm) and those whose noise is "
+                             "over 4 times their neighbours', left out by default")
     parser.add_argument("--library", default=None, metavar="FILE",
                         help="spectral library that names the endmembers (ENVI .sli or a CSV with a wavelength "
                              "column; default: the bundled one built from earthlib; none: no names)")

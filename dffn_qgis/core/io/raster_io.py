@@ -21,6 +21,7 @@ from osgeo import gdal
 
 from ..errors import InputError
 from ..run.progress import Monitor, as_monitor
+from . import band_noise
 from .scene import Scene
 from .gdal_open import _last_gdal_error, _quiet_gdal, open_raster
 from .band_metadata import (_format_ranges, absorption_flags, bad_band_flags, find_wavelengths, read_envi_header,
@@ -85,7 +86,38 @@ def _default_bands(ds, path: str, use_bbl: bool, header: Optional[dict],
         numbers = kept
     if use_bbl:
         numbers = _without_absorption_bands(ds, header, numbers, notes)
+        numbers = _without_noisy_bands(ds, numbers, notes)
     return numbers
+
+
+def _without_noisy_bands(ds, numbers: List[int], notes: List[str]) -> List[int]:
+    """``numbers`` without the bands far noisier than their neighbours (:mod:`.band_noise`)."""
+    if len(numbers) < 2 * band_noise.NEIGHBOURS:
+        return numbers
+    boxes = band_noise.sample_windows(ds.RasterYSize, ds.RasterXSize)
+    noise = []
+    for number in numbers:
+        band = ds.GetRasterBand(number)
+        scale, offset = _band_scale_offset(band)
+        nodata = band.GetNoDataValue()
+        parts = []
+        for c0, r0, cols, rows in boxes:
+            raw = band.ReadAsArray(c0, r0, cols, rows)
+            if raw is None:
+                return numbers                               # an unreadable sample: no judgement
+            values = raw.astype(np.float64) * scale + offset
+            values[nodata_hits(raw, nodata) | ~np.isfinite(values)] = np.nan
+            parts += [values, np.full((rows, 1), np.nan)]    # no difference across two windows
+        noise.append(band_noise.relative_noise(np.hstack(parts)))
+    found = band_noise.noisy_bands(noise)
+    if not found or len(numbers) - len(found) < 3:
+        return numbers
+    dropped = {numbers[i] for i, _ in found}
+    worst = max(found, key=lambda item: item[1])
+    notes.append(f"Dropped {len(found)} band(s) far noisier than their neighbours (noise relative to level more "
+                 f"than {band_noise.RATIO:g} times theirs, up to {worst[1]:.0f} times): {_format_ranges(sorted(dropped))}; "
+                 f"keep them with --keep-bad-bands (KEEP_BAD_BANDS in QGIS).")
+    return [b for b in numbers if b not in dropped]
 
 
 def _without_absorption_bands(ds, header: Optional[dict], numbers: List[int], notes: List[str]) -> List[int]:
