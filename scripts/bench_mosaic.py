@@ -31,6 +31,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from benchmarks import scenes  # noqa: E402
 from bench import _cpu_name, publish  # noqa: E402
+from bench_scenes import method_key  # noqa: E402
+from dffn_qgis.core.run.config import DEFAULT_PRESET  # noqa: E402
 
 WORK = ROOT / ".bench" / "mosaic"
 START, END = "<!-- mosaic:start (written by scripts/bench_mosaic.py) -->", "<!-- mosaic:end -->"
@@ -113,7 +115,7 @@ def run_unmix(key: str, files: dict, P: int, seed: int, label: str, fresh: bool)
 
 def exact_reference(name: str, seed: int) -> dict:
     """The exact path on the original scene: the bench-scenes run (own abundances)."""
-    path = ROOT / ".bench" / "scenes-runs" / f"{name}--dffn-fast--seed{seed}.json"
+    path = ROOT / ".bench" / "scenes-runs" / f"{name}--{method_key('dffn', DEFAULT_PRESET, {})}--seed{seed}.json"
     if not path.exists():
         subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_scenes.py"), "--scenes", name, "--seeds",
                         str(seed), "--paper-seeds", "", "--no-doc"], cwd=ROOT, check=True, capture_output=True)
