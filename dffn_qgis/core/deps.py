@@ -6,6 +6,8 @@ torch at module level: :func:`missing_dependencies` only looks the modules up
 algorithm does right before a run. :func:`install_hint` prints the command that installs the
 missing packages into the Python this process runs on (inside QGIS ``sys.executable`` is the
 QGIS binary, not a Python interpreter).
+
+Where the import happens matters: see :func:`import_problems`.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import os
 import shlex
 import sys
 import sysconfig
+import threading
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional
 
@@ -60,15 +63,44 @@ def missing_dependencies(modules: Optional[Iterable[str]] = None) -> List[str]:
     return missing
 
 
-def import_problems(modules: Optional[Iterable[str]] = None) -> Dict[str, str]:
-    """Import each dependency for real; return ``{module: error message}`` for those that fail."""
-    names = list(modules) if modules is not None else [d.module for d in DEPENDENCIES]
+# Compiled modules the engine imports later in the run (the plots), first imported with the
+# dependencies for the reason given in import_problems; a failure here is not the user's concern.
+PRELOAD = ("matplotlib.backends.backend_agg",)
+
+
+def _import_each(names: Iterable[str]) -> Dict[str, str]:
     problems: Dict[str, str] = {}
     for name in names:
         try:
             importlib.import_module(name)
         except Exception as exc:  # ImportError, OSError (missing shared library), ...
             problems[name] = f"{type(exc).__name__}: {exc}"
+    return problems
+
+
+def import_problems(modules: Optional[Iterable[str]] = None) -> Dict[str, str]:
+    """Import each dependency for real; return ``{module: error message}`` for those that fail.
+
+    A module not yet imported is imported in a short-lived Python thread of its own when this is
+    called from any thread but Python's main one. QGIS runs algorithms and tasks in pooled Qt
+    threads that Python knows only for the length of one call: each call gets a new Python thread
+    state, deleted when it returns, and the next call on the same thread gets another. pybind11
+    (in torch, and in matplotlib, which share Debian's pybind11) stores the Python thread state of
+    the thread that first imports it as that thread's own, and uses it again whenever it frees a
+    tensor whose Python object it keeps. Imported first in a pooled thread, torch kept a deleted
+    thread state there, and the next run on that thread crashed QGIS 3.40 (Debian 13, torch 2.6,
+    Python 3.13: a segfault or abort in ``PyEval_AcquireThread`` as a tensor was freed). A thread
+    started by Python keeps one state until it ends, so nothing stale is left behind.
+    """
+    names = list(modules) if modules is not None else [d.module for d in DEPENDENCIES]
+    if threading.current_thread() is threading.main_thread() or all(
+            sys.modules.get(name) is not None for name in names):
+        return _import_each(names)
+    problems: Dict[str, str] = {}
+    importer = threading.Thread(target=lambda: problems.update(_import_each(names)),
+                                name="dffn-import", daemon=True)
+    importer.start()
+    importer.join()
     return problems
 
 
@@ -208,6 +240,7 @@ def check() -> Optional[str]:
     missing = missing_dependencies()
     problems = import_problems([m for m in (d.module for d in DEPENDENCIES) if m not in missing])
     if not missing and not problems:
+        import_problems(PRELOAD)
         return None
     message = install_hint(missing + list(problems)) if (missing or problems) else ""
     if problems:

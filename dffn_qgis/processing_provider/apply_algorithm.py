@@ -61,6 +61,7 @@ class DFFNApplyAlgorithm(DFFNAlgorithm):
                                   _tr("Spectra as used (CSV; ENVI .sli beside it)"))
 
     def processAlgorithm(self, parameters, context, feedback):
+        self.require_dependencies()
         from ..core.run import service
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)

@@ -127,6 +127,14 @@ class DFFNAlgorithm(QgsProcessingAlgorithm):
     def helpUrl(self):
         return "https://github.com/dffn-qgis/dffn_qgis/blob/main/docs/QGIS.md"
 
+    def require_dependencies(self):
+        """Import the engine's dependencies before any engine code (in a thread of their own when
+        this runs in a QGIS worker thread: ``deps.import_problems`` says why); a missing or broken
+        one stops the run with the command that installs it."""
+        problems = deps.check()
+        if problems:
+            raise QgsProcessingException(problems)
+
     def checkParameterValues(self, parameters, context):
         missing = deps.missing_dependencies()
         if missing:

@@ -74,6 +74,7 @@ class DFFNCountAlgorithm(DFFNAlgorithm):
             self.addOutput(QgsProcessingOutputNumber(name, _tr(label)))
 
     def processAlgorithm(self, parameters, context, feedback):
+        self.require_dependencies()
         from ..core.run import service
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)

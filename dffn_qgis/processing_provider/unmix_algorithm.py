@@ -139,8 +139,9 @@ class DFFNUnmixAlgorithm(DFFNAlgorithm):
                 "the same name beside it), a thumbnail of every abundance map, the reconstruction error's "
                 "statistics, the parameters and every file written; 'Open report' in the spectra panel "
                 "opens it."),
-            _tr("  KEEP_BAD_BANDS: without a band list, bands flagged bad (bbl) and those in the atmospheric "
-                "water-vapour windows are left out (the log lists them); tick to keep them."),
+            _tr("  KEEP_BAD_BANDS: without a band list, bands flagged bad (bbl), those in the atmospheric "
+                "water-vapour windows and those far noisier than their neighbours are left out (the log lists "
+                "them); tick to keep them."),
             _tr("  Names: with wavelengths in the image, each endmember is named after the nearest class of a "
                 "spectral library (LIBRARY, or the bundled one built from earthlib: vegetation, soil, water, "
                 "asphalt, roofs, dry vegetation, concrete, char, sand, wood) when the spectral angle is below "
@@ -191,9 +192,9 @@ class DFFNUnmixAlgorithm(DFFNAlgorithm):
                                     "nearest class when the spectral angle is below the threshold"))
         keep = QgsProcessingParameterBoolean(
             self.KEEP_BAD_BANDS, _tr("Keep bad bands and water-vapour windows"), defaultValue=False, optional=True)
-        self._advanced(keep, _tr("without a band list, bands the file flags bad (bbl) and those in the atmospheric "
-                                 "water-vapour windows (about 1340-1460, 1790-1960 nm, beyond 2450 nm) are left out; "
-                                 "tick to keep them"))
+        self._advanced(keep, _tr("without a band list, bands the file flags bad (bbl), those in the atmospheric "
+                                 "water-vapour windows (about 1340-1460, 1790-1960 nm, beyond 2450 nm) and those "
+                                 "whose noise is over 4 times their neighbours' are left out; tick to keep them"))
         for parameter in advanced():
             if parameter.kind is str:
                 param = QgsProcessingParameterEnum(
@@ -294,9 +295,7 @@ class DFFNUnmixAlgorithm(DFFNAlgorithm):
 
     # ----------------------------------------------------------------------------- run
     def processAlgorithm(self, parameters, context, feedback):
-        problems = deps.check()
-        if problems:
-            raise QgsProcessingException(problems)
+        self.require_dependencies()
 
         import torch
         from ..core.run import service

@@ -254,7 +254,8 @@ def test_open_output_unticked_loads_nothing(dffn_provider, scene_tif, tmp_path, 
     feedback = QgsProcessingFeedback()
     results, ok = alg.run(values, context, feedback)
     assert ok and os.path.exists(results["OUTPUT"])
-    handleAlgorithmResults(alg, context, feedback, False, values)
+    # by keyword: QGIS 3.22 takes (alg, context, feedback, showResults, parameters), 3.40 dropped showResults
+    handleAlgorithmResults(alg, context, feedback, parameters=values)
     assert clean_project.mapLayers() == {}
 
 

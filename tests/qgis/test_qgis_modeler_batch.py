@@ -1,6 +1,8 @@
 """dffn:unmix in a graphical model (chained into GDAL's raster calculator) and in the real batch
 dialog (two rasters, with and without loading the layers)."""
+import inspect
 import os
+import time
 
 import numpy as np
 import pytest
@@ -67,10 +69,12 @@ def test_model_chains_the_abundance_stack_into_the_raster_calculator(dffn_provid
     model = build_model()
     ok, errors = model.validate() if hasattr(model, "validate") else (True, [])
     assert ok, errors
-    dest = [p.name() for p in model.destinationParameterDefinitions()]
     assert any(isinstance(p, QgsProcessingParameterRasterDestination) for p in model.destinationParameterDefinitions())
-    sum_param = [n for n in dest if n.endswith("sum")][0]
-    abundances_param = [n for n in dest if n.endswith("abundances")][0]
+    # found by description: QGIS 3.22 names them "<child>:<output>" ("sum:sum"), 3.40 after the
+    # description ("sum_of_abundances")
+    dest = {p.description(): p.name() for p in model.destinationParameterDefinitions()}
+    sum_param = dest["Sum of abundances"]
+    abundances_param = dest["Abundances"]
     params = {"image": scene_tif, sum_param: str(tmp_path / "sum.tif"),
               abundances_param: str(tmp_path / "abundances.tif")}
     context = QgsProcessingContext()
@@ -110,6 +114,20 @@ def _fill_batch_row(panel, row, values, outputs, context):
         panel.tblParameters.cellWidget(row + 1, column).setValue(value)
 
 
+def _wait_for_batch(timeout=180):
+    """QGIS 3.22's batch dialog runs the rows on the main thread, inside ``runAlgorithm``; from
+    QGIS 3.24 on, the dialog runs each row as a background task and returns at once, with a
+    "Batch Processing" task in the task manager until the last row's results are handled."""
+    manager = QgsApplication.taskManager()
+    deadline = time.monotonic() + timeout
+    QgsApplication.processEvents()
+    while manager.countActiveTasks() and time.monotonic() < deadline:
+        QgsApplication.processEvents()
+        time.sleep(0.02)
+    assert manager.countActiveTasks() == 0, "batch still running after {} s".format(timeout)
+    QgsApplication.processEvents()
+
+
 @pytest.mark.parametrize("load_layers", [False, True])
 def test_batch_dialog_runs_two_rasters(dffn_provider, scene_tif, scene2_tif, tmp_path, clean_project,
                                        qgis_iface, monkeypatch, request, load_layers):
@@ -139,12 +157,15 @@ def test_batch_dialog_runs_two_rasters(dffn_provider, scene_tif, scene2_tif, tmp
         rows.append(outputs)
     panel.checkLoadLayersOnCompletion.setChecked(load_layers)
     for row in range(2):
-        parameters, ok = panel.parametersForRow(row, warnOnInvalid=True)
+        if "context" in inspect.signature(panel.parametersForRow).parameters:  # QGIS 3.40 wants one
+            parameters, ok = panel.parametersForRow(row, context=context, warnOnInvalid=True)
+        else:                                                                   # QGIS 3.22
+            parameters, ok = panel.parametersForRow(row, warnOnInvalid=True)
         assert ok, "batch row {} rejected".format(row)
         assert parameters.get("EPOCHS") == FAST["EPOCHS"]
         assert parameters.get("LR") in (None, "")  # unset advanced parameters stay unset
-    dialog.runAlgorithm()  # the batch dialog runs rows one after the other on the main thread
-    QgsApplication.processEvents()
+    dialog.runAlgorithm()  # rows run one after the other
+    _wait_for_batch()
     from processing.core.ProcessingResults import resultsList
     names = [r.name for r in resultsList.getResults()]
     assert any(n.startswith("Report with the endmember spectra plot") and n.endswith("[1]") for n in names)
@@ -165,4 +186,6 @@ def test_batch_dialog_runs_two_rasters(dffn_provider, scene_tif, scene2_tif, tmp
         assert len(layers) == 2 * (ENDMEMBERS + 1)
     else:
         assert layers == [] and clean_project.layerTreeRoot().children() == []
-    dialog.close()
+    from qgis.PyQt import sip
+    if not sip.isdeleted(dialog):  # QGIS 3.40's dialog deletes itself once the batch is done
+        dialog.close()
