@@ -233,19 +233,23 @@ class DFFNUnmixAlgorithm(DFFNAlgorithm):
         return (False, problem) if problem else (True, message)
 
     def _too_few_bands(self, parameters, context):
-        """Why the input has too few bands for the count (before the run starts), or None."""
+        """Why the input has too few bands for the count (before the run starts), or None: the
+        run service's own check and words, with a hint."""
+        from ..core.errors import InputError
+        from ..core.run.service import check_band_count
+
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
             return None
         count = self.parameterAsInt(parameters, self.N_ENDMEMBERS, context)
         chosen = self.parameterAsInts(parameters, self.BANDS, context)
-        bands = len(chosen) if chosen else layer.bandCount()
-        needed = dialog_defaults.bands_needed(count)
-        if bands >= needed:
-            return None
-        what = _tr("{} endmembers").format(count) if count else _tr("estimating the number of endmembers")
-        return _tr("'{}' has {} band(s) to use; {} needs at least {}. Choose the hyperspectral image "
-                   "(a DFFN run's abundance layers have one band each).").format(layer.name(), bands, what, needed)
+        try:
+            check_band_count(input_path(layer), chosen or None, dialog_defaults.bands_needed(count) - 1,
+                             band_count=layer.bandCount())
+        except InputError as exc:
+            return _tr("'{}': {}. Choose the hyperspectral image (a DFFN run's abundance layers have one band "
+                       "each).").format(layer.name(), exc)
+        return None
 
     def _input_problem(self, parameters, context):
         """Why the INPUT path given as text cannot be read, or None."""

@@ -121,4 +121,4 @@ def test_a_one_band_input_is_refused_before_the_run(dffn_provider, one_band_tif,
     values.update(destinations(tmp_path))
     ok, message = alg.checkParameterValues(values, context)
     assert not ok
-    assert "'vegetation' has 1 band(s)" in message and "at least 4" in message and "hyperspectral" in message
+    assert "'vegetation'" in message and "need at least 4 bands; the image has 1" in message and "hyperspectral" in message
