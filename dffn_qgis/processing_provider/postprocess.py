@@ -45,8 +45,9 @@ _PLOT_VIEWER = None
 
 
 def set_plot_viewer(show):
-    """``show(png_path, title, report_path=...)`` is called with a run's plot (and its HTML report, or
-    None) once its layers are loaded (None: no plot)."""
+    """``show(png_path, title, report_path=..., record_path=...)`` is called with a run's plot PNG (or
+    None), its HTML report (or None) and its run record (``<stack>.json``, which names the endmember
+    spectra) once its layers are loaded (``show`` None: nothing is shown)."""
     global _PLOT_VIEWER
     _PLOT_VIEWER = show
 
@@ -86,7 +87,8 @@ def register_layers_to_load(context, input_name, stack, abundances, endmember_na
     count = (len(abundances) if load_stack else 0) + load_error + load_dominant
     if count == 0:
         return None
-    run = RunDisplay(input_name, plot_png if load_stack else None, count, report_html)
+    record = os.path.splitext(stack)[0] + ".json" if load_stack else None
+    run = RunDisplay(input_name, plot_png if load_stack else None, count, report_html, record)
     if load_stack:
         project = context.layerToLoadOnCompletionDetails(stack).project
         layers = context.layersToLoadOnCompletion()
@@ -128,11 +130,12 @@ def _set_group(details, run, sort_key):
 class RunDisplay:
     """State shared by the post-processors of one run: its layer group and the plot dock."""
 
-    def __init__(self, input_name, plot_png, n_layers, report_html=None):
+    def __init__(self, input_name, plot_png, n_layers, report_html=None, record_json=None):
         self.input_name = input_name
         self.group_base = "DFFN {}".format(input_name)
-        self.plot_png = plot_png
+        self.plot_png = plot_png if plot_png and os.path.exists(plot_png) else None
         self.report_html = report_html if report_html and os.path.exists(report_html) else None
+        self.record_json = record_json if record_json and os.path.exists(record_json) else None
         self.pending = n_layers
         self.plot_shown = False
         self.group = None
@@ -165,16 +168,30 @@ class RunDisplay:
     def done(self, layer):
         self.layers.append(layer.id())
         self.pending -= 1
-        if not self.plot_shown and _PLOT_VIEWER is not None and self.plot_png and os.path.exists(self.plot_png):
+        if not self.plot_shown and _PLOT_VIEWER is not None and (self.plot_png or _names_spectra(self.record_json)):
             self.plot_shown = True
             try:
                 _PLOT_VIEWER(self.plot_png, "DFFN endmember spectra: {}".format(self.input_name),
-                             report_path=self.report_html)
+                             report_path=self.report_html, record_path=self.record_json)
             except Exception as exc:  # never let the dock break the loading of layers
                 from qgis.core import QgsMessageLog
                 QgsMessageLog.logMessage("Cannot show the endmember plot: {}".format(exc), "DFFN")
         if self.pending <= 0 and self in _KEEP:
             _KEEP.remove(self)
+
+
+def _names_spectra(record_json):
+    """Whether the run record ``record_json`` names an endmember file that exists (what the panel draws)."""
+    import json
+
+    if not record_json:
+        return False
+    try:
+        with open(record_json, encoding="utf-8") as f:
+            outputs = json.load(f).get("outputs") or {}
+    except (OSError, ValueError, AttributeError):
+        return False
+    return any(p and os.path.exists(p) for p in (outputs.get("endmembers_csv"), outputs.get("endmembers_sli")))
 
 
 def _project_of(layer, context):

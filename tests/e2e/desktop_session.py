@@ -132,13 +132,24 @@ def tree_json(node):
     return {"other": str(node)}
 
 
+def plot_dock_widgets():
+    return [dock for dock in iface().mainWindow().findChildren(QgsDockWidget)
+            if dock.objectName() == "DFFNEndmemberPlotDock"]
+
+
+def plotted_lines(dock):
+    """The plot's lines, without the read-out's marker (its label starts with "_")."""
+    return len([line for line in dock.ax.get_lines() if not line.get_label().startswith("_")])
+
+
 def plot_docks():
     docks = []
-    for dock in iface().mainWindow().findChildren(QgsDockWidget):
-        if dock.objectName() == "DFFNEndmemberPlotDock":
-            docks.append({"visible": dock.isVisible(), "title": dock.windowTitle(),
-                          "has_image": dock.has_image(), "png": dock.png_path,
-                          "label": dock.title_label.text()})
+    for dock in plot_dock_widgets():
+        docks.append({"visible": dock.isVisible(), "title": dock.windowTitle(),
+                      "has_image": dock.has_image(), "png": dock.png_path, "record": dock.record_path,
+                      "label": dock.title_label.text(), "lines": plotted_lines(dock),
+                      "canvas": type(dock.canvas).__name__, "toolbar": type(dock.toolbar).__name__,
+                      "canvas_size": [dock.canvas.width(), dock.canvas.height()]})
     return docks
 
 
@@ -265,9 +276,129 @@ def step_screenshot_result():
 
 def step_write_tree():
     data = write_tree("layer_tree.json")
-    log("result", result_png=grab_widget(iface().mainWindow(), "result.png"),
+    log("result", result_png=grab_widget(iface().mainWindow(), "result_before_pick.png"),
         screen_png=grab_screen("screen_result.png"), docks=data["plot_docks"])
+    later(200, step_dock_zoom)
+
+
+def _axes_point(dock, x_fraction, y_fraction):
+    """The plot canvas widget's point at a fraction of the axes' box (0, 0: bottom left)."""
+    from qgis.PyQt.QtCore import QPoint
+
+    box = dock.ax.get_window_extent()
+    ratio = getattr(dock.canvas, "device_pixel_ratio", 1.0) or 1.0
+    return QPoint(int((box.x0 + x_fraction * box.width) / ratio),
+                  int((dock.figure.bbox.height - box.y0 - y_fraction * box.height) / ratio))
+
+
+def step_dock_zoom():
+    """The spectra panel in the real window: a zoom with the toolbar, by mouse, changes the axes."""
+    from qgis.PyQt.QtCore import Qt
+    from qgis.PyQt.QtTest import QTest
+
+    dock = plot_dock_widgets()[0]
+    dock.canvas.draw()
+    QApplication.processEvents()
+    before = list(dock.ax.get_xlim()), list(dock.ax.get_ylim())
+    dock.toolbar.zoom()
+    QTest.mousePress(dock.canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, _axes_point(dock, 0.2, 0.2))
+    QTest.mouseMove(dock.canvas, _axes_point(dock, 0.4, 0.5))
+    QTest.mouseRelease(dock.canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                       _axes_point(dock, 0.6, 0.8))
+    QApplication.processEvents()
+    after = list(dock.ax.get_xlim()), list(dock.ax.get_ylim())
+    zoomed_png = grab_widget(dock, "plot_zoomed.png")
+    dock.toolbar.home()
+    dock.toolbar.zoom()                                   # the zoom mode off again
+    home = list(dock.ax.get_xlim())
+    QTest.mouseMove(dock.canvas, _axes_point(dock, 0.5, 0.5))
+    QApplication.processEvents()
+    log("dock_zoom", xlim_before=before[0], ylim_before=before[1], xlim_after=after[0], ylim_after=after[1],
+        xlim_home=home, readout=dock.readout_label.text(), zoomed_png=zoomed_png,
+        font_sizes=sorted({t.get_fontsize() for t in dock.ax.get_xticklabels()}))
+    later(500, step_dock_pick)
+
+
+def _mixed_pixel(path, stack_path):
+    """A valid pixel of the input where the run's abundances are the most even (a mixture shows its
+    fit best), and the input's geotransform."""
+    import numpy as np
+    from osgeo import gdal
+
+    ds = gdal.Open(path)
+    band = ds.GetRasterBand(1)
+    valid = band.ReadAsArray() != band.GetNoDataValue()
+    fractions = gdal.Open(stack_path).ReadAsArray()
+    evenness = np.where(valid, fractions.min(axis=0) + np.sort(fractions, axis=0)[-2], -1.0)
+    row, col = np.unravel_index(int(np.argmax(evenness)), evenness.shape)
+    return int(row), int(col), ds.GetGeoTransform()
+
+
+def step_dock_pick():
+    """*Pick pixel*, then a real mouse click on the map canvas: the pixel's spectrum, its fit and its
+    fractions join the plot. Then a click beside the raster."""
+    from osgeo import gdal
+    from qgis.core import QgsPointXY
+    from qgis.PyQt.QtCore import QPoint, Qt
+    from qgis.PyQt.QtTest import QTest
+
+    from dffn_qgis.core.report.pixel_spectrum import load_run, pixel_spectrum
+
+    dock = plot_dock_widgets()[0]
+    canvas = iface().mapCanvas()
+    dock.pick_button.click()
+    tool = canvas.mapTool()
+    row, col, gt = _mixed_pixel(INPUT, os.path.join(OUT, "outputs", "demo_abundances.tif"))
+    point = QgsPointXY(gt[0] + (col + 0.5) * gt[1], gt[3] + (row + 0.5) * gt[5])   # the map is in the input's CRS
+    device = canvas.getCoordinateTransform().transform(point)
+    where = QPoint(int(round(device.x())), int(round(device.y())))
+    QTest.mouseClick(canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, where)
+    QApplication.processEvents()
+    pick = {"row": row, "col": col, "tool": type(tool).__name__,
+            "pixels": [[fit.row, fit.col] for fit, _, _ in dock.pixels],
+            "fractions": [list(map(float, fit.fractions)) for fit, _, _ in dock.pixels],
+            "pixel_label": dock.pixel_label.text(), "lines": plotted_lines(dock),
+            "legend": [t.get_text() for t in dock.ax.get_legend().get_texts()],
+            "message": dock.message_label.text()}
+    # what the core computes for that pixel, and what the abundance raster holds there
+    run = load_run(dock.record_path)
+    pick["core_fractions"] = list(map(float, pixel_spectrum(run, row, col).fractions))
+    pick["stack_fractions"] = [float(v) for v in gdal.Open(run.stack_path).ReadAsArray(col, row, 1, 1).ravel()]
+    # a click beside the raster: zoom out so that there is map around it, click, zoom back
+    ds = gdal.Open(INPUT)
+    canvas.zoomByFactor(2.0)
+    outside = canvas.getCoordinateTransform().transform(
+        QgsPointXY(gt[0] - 3 * gt[1], gt[3] + ds.RasterYSize / 2.0 * gt[5]))
+    if 0 <= outside.x() < canvas.viewport().width():
+        QTest.mouseClick(canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                         QPoint(int(outside.x()), int(outside.y())))
+        QApplication.processEvents()
+        pick["outside_message"] = dock.message_label.text()
+        pick["pixels_after_outside"] = len(dock.pixels)
+        dock.show_message("")
+    canvas.setExtent(state["layer"].extent())
+    canvas.refresh()
+    state["pick"] = pick
+    dock.canvas.draw()
+    later(1500, step_result_screenshots)
+
+
+def step_result_screenshots():
+    dock = plot_dock_widgets()[0]
+    hover_over_plot(dock)
+    log("dock_pick", result_png=grab_widget(iface().mainWindow(), "result.png"),
+        plot_png=grab_widget(dock, "plot.png"), **state["pick"])
+    dock.pick_button.click()                              # the map tool off
     later(200, step_action)
+
+
+def hover_over_plot(dock):
+    from qgis.PyQt.QtTest import QTest
+
+    QTest.mouseMove(dock.canvas, _axes_point(dock, 0.55, 0.5))
+    QApplication.processEvents()
+    dock.canvas.draw()
+    QApplication.processEvents()
 
 
 def step_action():

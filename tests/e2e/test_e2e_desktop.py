@@ -4,11 +4,14 @@
    empty profile and starts it.
 2. A fresh profile with the ZIP unpacked and the plugin enabled in QGIS3.ini: QGIS starts with
    it, the DFFN Unmix dialog is opened from the Processing registry and run on a demo raster;
-   afterwards the project holds one styled layer per endmember in a group and the endmember plot
-   dock is visible. Then the "Unmix with DFFN..." background task runs on the same layer.
+   afterwards the project holds one styled layer per endmember in a group and the spectra panel is
+   visible: its plot canvas zooms with the toolbar, reads out values under the mouse, and *Pick
+   pixel* with a real click on the map adds the pixel's spectrum, fit and fractions. Then the
+   "Unmix with DFFN..." background task runs on the same layer.
 
 The session script (desktop_session.py) writes report.json, layer_tree*.json and screenshots
-into test-artifacts/e2e_desktop/, which this test reads.
+into test-artifacts/e2e_desktop/, which this test reads. With DFFN_E2E_DOCS=1 the screenshots that
+docs/QGIS.md shows (dialog.png, result.png, plot.png) are copied to docs/images/.
 """
 import json
 import os
@@ -27,6 +30,8 @@ N_ENDMEMBERS = 3
 # Small enough for a 2-core machine. DFFN_E2E_DOCS=1 makes the bigger, better trained run whose
 # screenshots illustrate docs/QGIS.md.
 DOCS = os.environ.get("DFFN_E2E_DOCS") == "1"
+DOC_IMAGES = os.path.join(os.path.dirname(ARTIFACTS), "docs", "images")
+DOC_SHOTS = ("dialog.png", "result.png", "plot.png")
 SIZE, BANDS = (40, 60) if DOCS else (32, 30)
 PARAMS = {"N_ENDMEMBERS": N_ENDMEMBERS, "EPOCHS": 120 if DOCS else 40, "STARTS": 1, "START_EPOCHS": 0,
           "PATIENCE": 0, "DEVICE": 1, "PRECISION": 1}
@@ -100,6 +105,10 @@ def desktop_run(plugin_zip, tmp_path_factory):
     env.update(DFFN_E2E_OUT=out, DFFN_E2E_MODE="run", DFFN_E2E_INPUT=demo,
                DFFN_E2E_PARAMS=json.dumps(extra))
     proc, report = run_qgis(profiles, env, out)
+    if DOCS and report and report.get("done") and not report.get("errors"):
+        for name in DOC_SHOTS:
+            if os.path.exists(os.path.join(out, name)):
+                shutil.copyfile(os.path.join(out, name), os.path.join(DOC_IMAGES, name))
     return {"proc": proc, "report": report, "out": out, "profiles": str(profiles)}
 
 
@@ -161,7 +170,37 @@ def test_plot_dock_is_visible(desktop_run):
     dock = docks[0]
     assert dock["visible"] and dock["has_image"]
     assert dock["png"] == os.path.join(out, "outputs", "demo_report.png")
-    assert os.path.getsize(os.path.join(out, "result.png")) > 20000
+    assert dock["record"] == os.path.join(out, "outputs", "demo_abundances.json")
+    assert dock["canvas"] == "FigureCanvasQTAgg" and dock["toolbar"] == "NavigationToolbar2QT"
+    assert dock["lines"] == N_ENDMEMBERS
+    assert min(dock["canvas_size"]) >= 150, dock["canvas_size"]
+    assert os.path.getsize(os.path.join(out, "result_before_pick.png")) > 20000
+
+
+def test_the_spectra_canvas_zooms_and_reads_out_values(desktop_run):
+    zoom = _step(desktop_run["report"], "dock_zoom")
+    before, after = zoom["xlim_before"], zoom["xlim_after"]
+    assert after != before and after[1] - after[0] < 0.6 * (before[1] - before[0]), zoom
+    assert zoom["ylim_after"][1] - zoom["ylim_after"][0] < zoom["ylim_before"][1] - zoom["ylim_before"][0]
+    assert zoom["xlim_home"] == pytest.approx(before)
+    assert min(zoom["font_sizes"]) >= 8
+    assert " nm: " in zoom["readout"], zoom["readout"]          # the mouse over the plot: wavelength, values
+    assert os.path.getsize(zoom["zoomed_png"]) > 5000
+
+
+def test_a_click_on_the_map_adds_the_pixel_and_its_fractions(desktop_run):
+    pick = _step(desktop_run["report"], "dock_pick")
+    assert pick["tool"] == "PixelSpectrumTool"
+    assert pick["pixels"] == [[pick["row"], pick["col"]]], pick
+    assert pick["lines"] == N_ENDMEMBERS + 2 and "pixel {},{}".format(pick["row"], pick["col"]) in pick["legend"]
+    assert pick["fractions"][0] == pytest.approx(pick["core_fractions"], abs=1e-9)
+    assert pick["fractions"][0] == pytest.approx(pick["stack_fractions"], abs=2e-4)
+    assert pick["pixel_label"].startswith("pixel (row {}, col {}): ".format(pick["row"], pick["col"]))
+    assert not pick["message"]
+    if "outside_message" in pick:                               # the map showed some space beside the raster
+        assert "outside the run's input" in pick["outside_message"] and pick["pixels_after_outside"] == 1
+    for name in ("result.png", "plot.png"):
+        assert os.path.getsize(pick[name[:-4] + "_png"]) > 10000
 
 
 def test_background_task_from_the_plugin_action(desktop_run):

@@ -24,6 +24,7 @@ from ..errors import InputError
 from ..run.progress import Monitor, as_monitor
 from ..run.result import UnmixResult
 from ..report.html import report_html
+from .scaling import in_file_values
 from .scene import Scene
 
 NODATA = -9999.0          # nodata value of every raster written (float32)
@@ -271,17 +272,9 @@ def _write_plot_report_record(paths: dict, scene: Scene, result: UnmixResult,
 
 
 def _as_in_the_file(endmembers: np.ndarray, scene: Scene) -> Tuple[np.ndarray, str]:
-    """The endmembers in the input's own values (its GDAL scale and offset applied; the engine's
-    division by the largest value undone) and the y-axis label: "reflectance" when the file's scale
-    makes the values reflectance-like (a scale below 1, values within 0-1.5)."""
-    scaling = scene.scaling or {}
-    divisor = float(scaling.get("divisor") or 1.0)
-    values = np.asarray(endmembers, dtype=np.float64) * divisor
-    scales = scaling.get("gdal_scale")
-    scales = [scales] if isinstance(scales, (int, float)) else list(scales or [])
-    if scales and all(0 < s < 1 for s in scales) and np.nanmax(values) <= 1.5:
-        return values, "reflectance"
-    return values, "value as in the input file" if divisor != 1.0 else "value"
+    """The endmembers in the input's own values and the y-axis label (see
+    :func:`~dffn_qgis.core.io.scaling.in_file_values`)."""
+    return in_file_values(endmembers, scene.scaling)
 
 
 def _maybe_temp(staging: _Staging, final) -> Optional[Path]:

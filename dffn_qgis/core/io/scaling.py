@@ -3,7 +3,7 @@
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -56,6 +56,22 @@ def _compact(values: Sequence[float]):
     """A single value when every band shares it, else the list."""
     values = [float(v) for v in values]
     return values[0] if len(set(values)) == 1 else values
+
+
+def in_file_values(values: np.ndarray, scaling: Optional[dict]) -> Tuple[np.ndarray, str]:
+    """Spectra in the engine's units (the image divided by its largest value) back in the input's
+    own values (its GDAL scale and offset applied, the division undone), with the y-axis label:
+    "reflectance" when the file's scale makes the values reflectance-like (a scale below 1, values
+    within 0-1.5). ``scaling`` is a scene's (or a run record's) ``scaling`` dict."""
+    scaling = scaling or {}
+    divisor = float(scaling.get("divisor") or 1.0)
+    values = np.asarray(values, dtype=np.float64) * divisor
+    scales = scaling.get("gdal_scale")
+    scales = [scales] if isinstance(scales, (int, float)) else list(scales or [])
+    finite = values[np.isfinite(values)]
+    if scales and all(0 < s < 1 for s in scales) and finite.size and float(finite.max()) <= 1.5:
+        return values, "reflectance"
+    return values, "value as in the input file" if divisor != 1.0 else "value"
 
 
 def scaling_record(scales: Sequence[float], offsets: Sequence[float], divisor: float) -> dict:

@@ -39,28 +39,52 @@ def endmember_figure(endmembers: np.ndarray, wavelengths: Optional[Sequence[floa
     E = np.asarray(endmembers, dtype=np.float64)
     if E.ndim != 2:
         raise ValueError(f"endmembers must be (bands, count); got shape {E.shape}")
-    L, P = E.shape
-    if wavelengths is not None and len(wavelengths) == L:
-        x = np.asarray(wavelengths, dtype=np.float64)
-        xlabel = f"wavelength ({units})" if units else "wavelength"
-    else:
-        x = np.arange(1, L + 1)
-        xlabel = "band"
-    names = list(names) if names is not None else [f"endmember {i + 1}" for i in range(P)]
-
     fig = Figure(figsize=(8.0, 4.5), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    order, breaks = plot_order(np.asarray(x, dtype=np.float64))
-    xs = np.insert(np.asarray(x, dtype=np.float64)[order], breaks, np.nan)
+    draw_endmembers(ax, E, wavelengths, units, names, title or "Endmember spectra", ylabel)
+    return fig
+
+
+def spectral_axis(n_bands: int, wavelengths: Optional[Sequence[float]] = None,
+                  units: Optional[str] = None) -> tuple:
+    """The x values of ``n_bands`` bands and their label: the wavelengths (with ``units`` when
+    known) or, without them, the band number (1-based)."""
+    if wavelengths is not None and len(wavelengths) == n_bands:
+        return (np.asarray(wavelengths, dtype=np.float64),
+                f"wavelength ({units})" if units else "wavelength")
+    return np.arange(1, n_bands + 1, dtype=np.float64), "band"
+
+
+def broken_line(x: np.ndarray, y: np.ndarray) -> tuple:
+    """``x`` and ``y`` in wavelength order with NaN where the line breaks (see :func:`plot_order`)."""
+    x = np.asarray(x, dtype=np.float64)
+    order, breaks = plot_order(x)
+    return (np.insert(x[order], breaks, np.nan),
+            np.insert(np.asarray(y, dtype=np.float64)[order], breaks, np.nan))
+
+
+def draw_endmembers(ax, endmembers: np.ndarray, wavelengths: Optional[Sequence[float]] = None,
+                    units: Optional[str] = None, names: Optional[Sequence[str]] = None,
+                    title: Optional[str] = "Endmember spectra", ylabel: str = "reflectance (scaled)",
+                    legend_size="small") -> list:
+    """Draw the endmember spectra (bands L x P) on ``ax`` as :func:`endmember_figure` does (the
+    report's plot and QGIS's spectra panel share it); returns the lines."""
+    E = np.asarray(endmembers, dtype=np.float64)
+    L, P = E.shape
+    x, xlabel = spectral_axis(L, wavelengths, units)
+    names = list(names) if names is not None else [f"endmember {i + 1}" for i in range(P)]
+    lines = []
     for i, colour in enumerate(distinct_colours(P)):
-        ax.plot(xs, np.insert(E[order, i], breaks, np.nan), color=colour, linewidth=1.6, label=names[i])
+        xs, ys = broken_line(x, E[:, i])
+        lines += ax.plot(xs, ys, color=colour, linewidth=1.6, label=names[i])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title or "Endmember spectra")
+    if title:
+        ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize="small")
-    return fig
+    ax.legend(loc="best", fontsize=legend_size)
+    return lines
 
 
 def distinct_colours(n: int) -> list:
