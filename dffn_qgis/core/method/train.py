@@ -56,6 +56,8 @@ class _Run:
         self.best_epoch = -1
         self.history: List[float] = []
         self.stopped = False        # by the patience rule
+        self.gain_level = math.inf  # the loss at the last improvement by ``min_delta`` (relative) ...
+        self.gain_epoch = 0         # ... and the epoch it came at (for the progress estimate)
 
     def epoch(self, x, Y, valid, params: DFFNParams, autocast_dtype) -> float:
         self.model.train()
@@ -70,12 +72,21 @@ class _Run:
             # the state that produced this loss, before the step changes it
             self.best_loss, self.best_epoch = value, len(self.history)
             self.best_state = copy.deepcopy(self.model.state_dict())
+        if value < self.gain_level * (1.0 - params.min_delta):
+            self.gain_level, self.gain_epoch = value, len(self.history)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
         self.history.append(value)
         return value
+
+    def stall_share(self, params: DFFNParams) -> float:
+        """How much of ``patience`` has passed since the last improvement by ``min_delta``
+        (1: the patience rule stops the run now; 0 without the rule)."""
+        if params.patience <= 0 or not self.history:
+            return 0.0
+        return min(1.0, (len(self.history) - 1 - self.gain_epoch) / params.patience)
 
     def stalled(self, params: DFFNParams) -> bool:
         """The lowest loss has not improved by ``min_delta`` (relative) in the last ``patience`` epochs."""
@@ -119,14 +130,23 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
     start_epochs = params.start_epochs if picking else params.epochs
     planned = params.starts * start_epochs + (params.epochs - start_epochs) if picking else params.epochs
     done = 0
+    shown = 0.0                    # the bar never moves back (a restart pauses it)
     t0 = time.perf_counter()
 
-    def step(run: _Run, label: str) -> None:
-        nonlocal done
+    def step(run: _Run, label: str, last_phase: bool = False) -> None:
+        """One epoch. The bar: epochs done over epochs planned, and in the last phase moved towards
+        the end by the square of the share of ``patience`` the loss has stalled for: when the
+        patience rule stops the training early the bar gets there steadily instead of jumping."""
+        nonlocal done, shown
         monitor.check()
         value = run.epoch(x, Yt, valid, params, autocast_dtype)
         done += 1
-        monitor.progress(done / planned, f"{label}: epoch {len(run.history)}, loss {value:.5f}")
+        fraction = done / planned
+        if last_phase:
+            stall = run.stall_share(params)
+            fraction += (1.0 - fraction) * stall * stall
+        shown = max(shown, min(1.0, fraction))
+        monitor.progress(shown, f"{label}: epoch {len(run.history)}, loss {value:.5f}")
 
     given_up: List[_Run] = []      # runs that got stuck, replaced by a fresh start
 
@@ -137,7 +157,7 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
         fresh start."""
         nonlocal planned
         while len(run.history) < params.epochs:
-            step(run, "training")
+            step(run, "training", last_phase=True)
             if not run.stalled(params):
                 continue
             if len(given_up) < params.restarts and len(run.history) <= params.epochs // 2:

@@ -158,3 +158,14 @@ def test_no_restart_when_none_is_allowed(tiny, monkeypatch):
     _scripted_losses(monkeypatch, [[0.5, 0.2] + [0.9] * 40])
     out = _train(tiny, epochs=12, patience=3, restarts=0)
     assert out.restarts == 0 and out.stopped_early and out.epochs_run == 5
+
+
+def test_the_bar_reaches_the_end_steadily_when_training_stops_early(tiny):
+    seen = []
+    out = _train(tiny, monitor=Monitor(progress=lambda f, m: seen.append(f)), epochs=200, patience=10,
+                 min_delta=0.9)
+    assert out.stopped_early and out.epochs_run == 11
+    assert seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
+    steps = np.diff(seen[:out.epochs_run])                  # the epochs' own reports
+    assert seen[out.epochs_run - 1] == pytest.approx(1.0)   # the stopping epoch ends the bar ...
+    assert steps.max() <= 0.2                               # ... without a jump (was 0.05 -> 1.0)
