@@ -264,6 +264,16 @@ def abundance_ramp(index, count):
     return QgsGradientColorRamp(QColor.fromRgbF(*low), QColor.fromRgbF(*high))
 
 
+def _no_min_max_limits():
+    """The "user defined" min/max limits: ``Qgis.RasterRangeLimit.NotSet`` from QGIS 3.42 on (where
+    3.44's ``QgsRasterMinMaxOrigin.None_`` is the *extent* alias ``WholeRaster``, which setLimits
+    refuses), ``QgsRasterMinMaxOrigin.None_`` before."""
+    from qgis.core import Qgis
+
+    limit = getattr(getattr(Qgis, "RasterRangeLimit", None), "NotSet", None)
+    return limit if limit is not None else getattr(QgsRasterMinMaxOrigin, "None_", None)
+
+
 def pseudocolor(layer, minimum, maximum, ramp):
     """Style band 1 of ``layer`` as a continuous colour ``ramp`` from ``minimum`` to ``maximum``."""
     function = QgsColorRampShader(minimum, maximum)
@@ -280,7 +290,7 @@ def pseudocolor(layer, minimum, maximum, ramp):
     renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
     renderer.setClassificationMin(minimum)
     renderer.setClassificationMax(maximum)
-    no_limits = getattr(QgsRasterMinMaxOrigin, "None_", None)
+    no_limits = _no_min_max_limits()
     if no_limits is not None:
         origin = renderer.minMaxOrigin()
         origin.setLimits(no_limits)
@@ -288,6 +298,24 @@ def pseudocolor(layer, minimum, maximum, ramp):
     layer.setRenderer(renderer)
     layer.triggerRepaint()
     return renderer
+
+
+def _guarded(post_process, layer, context):
+    """Run ``post_process(layer, context)`` without letting an error out, and never with the feedback.
+
+    Processing calls ``postProcessLayer`` from its results handling, which the batch dialog (QGIS 3.24+)
+    runs inside a Qt callback: an exception raised there aborts QGIS. The feedback it passes belongs to
+    the dialog (deleted with it), so the post-processors neither use nor keep it; a failure is logged.
+    """
+    try:
+        post_process(layer, context)
+    except Exception:  # noqa: BLE001 - logged; the layer stays loaded, unstyled
+        import traceback
+
+        from qgis.core import QgsMessageLog
+
+        QgsMessageLog.logMessage("Cannot style or group the layer {}:\n{}".format(
+            getattr(layer, "name", lambda: "?")(), traceback.format_exc()), "DFFN")
 
 
 class AbundancePostProcessor(QgsProcessingLayerPostProcessorInterface):
@@ -301,6 +329,9 @@ class AbundancePostProcessor(QgsProcessingLayerPostProcessorInterface):
         self.count = count
 
     def postProcessLayer(self, layer, context, feedback):
+        _guarded(self._post_process, layer, context)
+
+    def _post_process(self, layer, context):
         if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
             return
         layer.setName(self.name)
@@ -326,6 +357,9 @@ class _HiddenLayerPostProcessor(QgsProcessingLayerPostProcessorInterface):
         raise NotImplementedError
 
     def postProcessLayer(self, layer, context, feedback):
+        _guarded(self._post_process, layer, context)
+
+    def _post_process(self, layer, context):
         if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
             return
         layer.setName(self.name)

@@ -183,13 +183,23 @@ def step_start():
         later(500, step_open_dialog)
 
 
+def home_plugin_path():
+    """The profile's plugin folder, where "Install from ZIP" unpacks: ``qgis.utils.home_plugin_path``
+    up to QGIS 3.3x, ``qgis.utils.HOME_PLUGIN_PATH`` in 3.40+, else the profile's ``python/plugins``."""
+    for name in ("HOME_PLUGIN_PATH", "home_plugin_path"):
+        path = getattr(qgis.utils, name, None)
+        if path:
+            return path
+    return os.path.join(QgsApplication.qgisSettingsDirPath(), "python", "plugins")
+
+
 def step_install_zip():
     import pyplugin_installer
     zip_path = os.environ["DFFN_E2E_ZIP"]
     before = "dffn_qgis" in qgis.utils.active_plugins
     pyplugin_installer.instance().installFromZipFile(zip_path)
     registry = QgsApplication.processingRegistry()
-    plugin_dir = os.path.join(qgis.utils.home_plugin_path, "dffn_qgis")
+    plugin_dir = os.path.join(home_plugin_path(), "dffn_qgis")
     log("install_zip", active_before=before, active_after="dffn_qgis" in qgis.utils.active_plugins,
         algorithm=registry.algorithmById("dffn:unmix") is not None,
         plugin_dir=plugin_dir, files=sorted(os.listdir(plugin_dir)) if os.path.isdir(plugin_dir) else [],

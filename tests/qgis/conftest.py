@@ -72,6 +72,28 @@ def plot_viewer():
 
 
 @pytest.fixture(scope="session", autouse=True)
+def layer_tree_view(qgis_iface):
+    """A real layer tree view of the project behind ``iface.layerTreeView()``, as the desktop has.
+
+    pytest-qgis's interface answers every method it does not implement with a MagicMock. Up to QGIS
+    3.40 Processing only called methods on that mock; from QGIS 3.44 on its Python code hands
+    ``iface.layerTreeView()`` to C++ (``QgsProcessingGuiUtils.addResultLayers``), which refuses a mock
+    with a TypeError raised inside a Qt callback, which aborts the process.
+    """
+    from qgis.core import QgsLayerTreeModel
+    from qgis.gui import QgsLayerTreeView
+    from qgis.PyQt import sip
+
+    view = QgsLayerTreeView()
+    view.setModel(QgsLayerTreeModel(QgsProject.instance().layerTreeRoot(), view))
+    qgis_iface.layerTreeView = lambda: view
+    yield view
+    del qgis_iface.layerTreeView
+    if not sip.isdeleted(view):
+        sip.delete(view)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def collect_before_qgis_exits(qgis_app):
     """Python objects in reference cycles that wrap QGIS or GDAL objects are freed while QGIS still
     runs: freed by a garbage collection after QGIS has exited, they crash the interpreter."""
