@@ -7,7 +7,8 @@ DFFN_E2E_MODE    "run" (default): open the DFFN Unmix dialog, run it, check the 
                  "Unmix with DFFN..." background task; "install_zip": install DFFN_E2E_ZIP
                  through QGIS's own "Install from ZIP" code, then check the plugin is active
 DFFN_E2E_INPUT   the hyperspectral GeoTIFF to unmix (mode "run")
-DFFN_E2E_PARAMS  JSON of extra algorithm parameters (epochs etc.)
+DFFN_E2E_PARAMS  JSON of extra algorithm parameters (epochs etc.) of the dialog's run
+DFFN_E2E_TASK_PARAMS  JSON of those of the "Unmix with DFFN..." task (default: DFFN_E2E_PARAMS)
 
 Steps run one after the other from the event loop (QTimer), so QGIS stays responsive; the
 script writes report.json after every step and quits QGIS at the end (exit code 0 or 1).
@@ -35,6 +36,9 @@ MODE = os.environ.get("DFFN_E2E_MODE", "run")
 INPUT = os.environ.get("DFFN_E2E_INPUT", "")
 EXTRA = json.loads(os.environ.get("DFFN_E2E_PARAMS", "{}") or "{}")
 N_ENDMEMBERS = int(EXTRA.pop("N_ENDMEMBERS", 3))
+TASK_EXTRA = json.loads(os.environ.get("DFFN_E2E_TASK_PARAMS", "") or "null")
+TASK_EXTRA = dict(EXTRA) if TASK_EXTRA is None else TASK_EXTRA
+PROGRESS_SAMPLE_MS = 250           # how often the dialog's progress line is read during the run
 os.makedirs(OUT, exist_ok=True)
 
 report = {"mode": MODE, "steps": [], "errors": [], "done": False}
@@ -236,6 +240,7 @@ def step_screenshot_dialog():
     dialog = state["dialog"]
     log("dialog_screenshot", dialog_png=grab_widget(dialog, "dialog.png"),
         screen_png=grab_screen("screen_dialog.png"))
+    watch_progress(dialog)
     state["t_run"] = time.time()
     dialog.runAlgorithm()
     expected = N_ENDMEMBERS
@@ -247,6 +252,58 @@ def step_screenshot_dialog():
         return len(group.findLayers()) >= expected + 1 and not dialog_running(dialog)
 
     poll(finished, step_after_run, 600, "the dialog's run to load its layers")
+
+
+def watch_progress(dialog):
+    """What the real dialog shows while it runs: its progress line (the label under the log, read
+    every PROGRESS_SAMPLE_MS; each change is kept with its time) and every value its progress bar
+    takes (valueChanged), until the dialog says the algorithm finished (before it resets the bar)."""
+    from qgis.PyQt.QtWidgets import QLabel, QProgressBar
+
+    bar = dialog.findChild(QProgressBar, "progressBar")
+    label = dialog.findChild(QLabel, "lblProgress")
+    watch = {"bar": bar is not None, "label": label is not None, "texts": [], "values": [],
+             "maximums": [], "samples": 0, "finished_at": None, "ok": None,
+             "has_finished_signal": hasattr(dialog, "algorithmFinished")}
+    state["watch"] = watch
+    t0 = time.time()
+
+    def now():
+        return round(time.time() - t0, 3)
+
+    def on_value(value):
+        # with the line shown then: QGIS's own "Loading resulting layers" runs the bar 0..100 again
+        if watch["finished_at"] is None:
+            watch["values"].append([now(), int(value), label.text() if label is not None else ""])
+
+    def sample():
+        try:
+            if watch["finished_at"] is not None:
+                return
+            watch["samples"] += 1
+            text = label.text() if label is not None else ""
+            if not watch["texts"] or watch["texts"][-1][1] != text:
+                watch["texts"].append([now(), text])
+            if bar is not None and (not watch["maximums"] or watch["maximums"][-1] != bar.maximum()):
+                watch["maximums"].append(bar.maximum())
+        except Exception:
+            report["errors"].append("progress sample: " + traceback.format_exc())
+
+    def on_finished(ok, results=None):
+        sample()
+        watch["finished_at"], watch["ok"] = now(), bool(ok)
+        timer.stop()
+
+    if bar is not None:
+        bar.valueChanged.connect(on_value)
+    timer = QTimer(dialog)
+    timer.setInterval(PROGRESS_SAMPLE_MS)
+    timer.timeout.connect(sample)
+    timer.start()
+    state["watch_timer"] = timer
+    if watch["has_finished_signal"]:
+        dialog.algorithmFinished.connect(on_finished)
+    state["watch_finished"] = on_finished
 
 
 def dialog_running(dialog):
@@ -269,8 +326,85 @@ def step_after_run():
         f.write(text)
     log("run_done", seconds=round(time.time() - state["t_run"], 1),
         dialog_log_png=grab_widget(dialog, "dialog_log.png"), log_chars=len(text))
+    watch = state["watch"]
+    if watch["finished_at"] is None:                      # no algorithmFinished signal: stop here
+        state["watch_finished"](True)
+        watch["ok"] = None
+    log("progress_watch", **watch)
     dialog.close()
-    later(1500, step_screenshot_result)
+    later(1500, step_dialog_again)
+
+
+def _parameter_widget(dialog, name):
+    """The widget of parameter ``name`` in an algorithm dialog (its C++ or Python wrapper's)."""
+    wrapper = getattr(dialog.mainWidget(), "wrappers", {}).get(name)
+    if wrapper is None:
+        return None
+    if hasattr(wrapper, "wrappedWidget"):
+        return wrapper.wrappedWidget()
+    return getattr(wrapper, "widget", None)
+
+
+def _current_layer(widget):
+    from qgis.gui import QgsMapLayerComboBox
+
+    if widget is None:
+        return None
+    if hasattr(widget, "currentLayer"):
+        return widget.currentLayer()
+    combos = widget.findChildren(QgsMapLayerComboBox)
+    return combos[0].currentLayer() if combos else None
+
+
+def _combo_texts(widget):
+    """What the combo boxes inside ``widget`` show (QGIS 3.22's QgsProcessingMapLayerComboBox comes
+    to Python as a plain QWidget)."""
+    from qgis.PyQt.QtWidgets import QComboBox
+
+    if widget is None:
+        return []
+    combos = ([widget] if isinstance(widget, QComboBox) else []) + widget.findChildren(QComboBox)
+    return [[type(c).__name__, c.currentText()] for c in combos]
+
+
+def step_dialog_again():
+    """The DFFN Unmix dialog opened again after the run, as the menu opens it (no parameters given):
+    it offers the run's input and count, not the single-band abundance layer now active."""
+    import processing
+
+    active = iface().activeLayer()
+    active_by_run = layer_info(active) if active is not None else None
+    if active is None or active.customProperty("dffn/role") != "abundance":
+        # a user who clicks an abundance layer before opening the dialog again
+        group = find_group("DFFN demo")
+        abundance = [node.layer() for node in group.findLayers()
+                     if node.layer().customProperty("dffn/role") == "abundance"]
+        iface().setActiveLayer(abundance[0])
+        active = iface().activeLayer()
+    dialog = processing.createAlgorithmDialog("dffn:unmix", {})
+    assert dialog is not None, "createAlgorithmDialog returned None"
+    dialog.resize(900, 720)
+    dialog.show()
+    QApplication.processEvents()
+    combo = _parameter_widget(dialog, "INPUT")
+    spin = _parameter_widget(dialog, "N_ENDMEMBERS")
+    layer = _current_layer(combo)
+    info = {"active_by_run": active_by_run, "active_layer": layer_info(active),
+            "input_widget": type(combo).__name__, "count_widget": type(spin).__name__,
+            "input_combos": _combo_texts(combo),
+            "input_layer": layer.name() if layer is not None else None,
+            "input_source": layer.source() if layer is not None else None,
+            "input_id": layer.id() if layer is not None else None, "demo_id": state["layer"].id(),
+            "n_endmembers": spin.value() if spin is not None and hasattr(spin, "value") else None}
+    try:                                                  # what *Run* would take from the widgets
+        values = dialog.createProcessingParameters()
+        info["parameters"] = {key: str(values.get(key)) for key in ("INPUT", "N_ENDMEMBERS")}
+    except Exception as exc:
+        info["parameters_error"] = "{}: {}".format(type(exc).__name__, exc)
+    info["dialog_png"] = grab_widget(dialog, "dialog_again.png")
+    log("dialog_again", **info)
+    dialog.close()
+    later(1000, step_screenshot_result)
 
 
 def step_screenshot_result():
@@ -416,7 +550,7 @@ def step_action():
     from dffn_qgis.gui.unmix_task import start_unmix
 
     layer = state["layer"]
-    extra = dict(EXTRA)
+    extra = dict(TASK_EXTRA)
     task = start_unmix(layer, os.path.join(OUT, "action_outputs"), n_endmembers=2,
                        extra_parameters=extra)
     state["task"] = task

@@ -66,8 +66,10 @@ def test_reflectance_times_10000_gives_the_same_result(scene_files, tmp_path):
     np.testing.assert_array_equal(np.isnan(a.abundances), np.isnan(b.abundances))
     diff = np.abs(a.abundances - b.abundances)[~np.isnan(a.abundances)]
     # the int16 file holds reflectance rounded to 1e-4, so results agree closely, not bit for bit;
-    # a few pixels whose raw abundances nearly vanish may flip when normalised to sum to one
-    assert np.median(diff) < 1e-3 and np.percentile(diff, 99) < 2e-2
+    # a few pixels whose raw abundances nearly vanish may flip when normalised to sum to one. The
+    # tail depends on the CPU's arithmetic: 99th percentile below 0.02 on an AVX2 AMD EPYC, 0.024 on
+    # an AVX-512/AMX Intel Xeon (2026-12-03); a wrong scale moves the median, which stays at 0.
+    assert np.median(diff) < 1e-3 and np.percentile(diff, 99) < 5e-2
     np.testing.assert_allclose(a.endmembers, b.endmembers, atol=1e-2)
 
 
