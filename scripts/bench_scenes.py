@@ -164,7 +164,14 @@ def main():
         label = f"DFFN {args.preset}" + (f" {json.dumps(override)}" if override else "")
         lines.append(row(name, f"**{label}**", judged))
         lines += [row(name, k, v) for k, v in others.items()]
-        verdicts.append(f"- {name}: {verdict(judged, others)}")
+        missing = [k for k in ("VCA + FCLS", "N-FINDR + FCLS") if k not in others]
+        if paper_seeds and args.preset != "paper" and "DFFN paper" not in others:
+            missing.append("DFFN paper")
+        partial = f" (incomplete: {judged['n']} of {len(seeds)} seeds" + (
+            f"; no {', '.join(missing)} run" if missing else "") + ")" if missing or judged["n"] < len(seeds) else ""
+        judged_text = ("not judged: the baselines have not run" if {"VCA + FCLS", "N-FINDR + FCLS"} & set(missing)
+                       else verdict(judged, others))
+        verdicts.append(f"- {name}: {judged_text}{partial}")
         bench = scenes.load(name)
         described.append(f"- {name}: {bench.description}; truth convention: {bench.convention}")
         counts.append(count_row(name, bench))
