@@ -318,35 +318,11 @@ def _guarded(post_process, layer, context):
             getattr(layer, "name", lambda: "?")(), traceback.format_exc()), "DFFN")
 
 
-class AbundancePostProcessor(QgsProcessingLayerPostProcessorInterface):
-    """Names, styles (0-1, white to the endmember's colour) and groups one per-endmember abundance layer."""
+class _RunLayerPostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """One layer of a run: named, tagged with its role, styled by :meth:`style` and put in the run's
+    group at ``sort_key``; shown and expanded when ``visible``."""
 
-    def __init__(self, run, index, name, count):
-        super().__init__()
-        self.run = run
-        self.index = index
-        self.name = name
-        self.count = count
-
-    def postProcessLayer(self, layer, context, feedback):
-        _guarded(self._post_process, layer, context)
-
-    def _post_process(self, layer, context):
-        if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
-            return
-        layer.setName(self.name)
-        layer.setCustomProperty(ROLE_KEY, "abundance")
-        pseudocolor(layer, 0.0, 1.0, abundance_ramp(self.index, self.count))
-        # the first endmember on the map with its legend; the others a tick away
-        first = self.index == 0
-        put_in_group(layer, self.run, self.index, context, visible=first, expanded=first)
-        self.run.done(layer)
-
-
-class _HiddenLayerPostProcessor(QgsProcessingLayerPostProcessorInterface):
-    """A run's secondary layer: named, styled by :meth:`style`, in the run's group, unticked."""
-
-    role, sort_key = "", 0
+    role, sort_key, visible = "", 0, False
 
     def __init__(self, run, name):
         super().__init__()
@@ -365,8 +341,28 @@ class _HiddenLayerPostProcessor(QgsProcessingLayerPostProcessorInterface):
         layer.setName(self.name)
         layer.setCustomProperty(ROLE_KEY, self.role)
         self.style(layer)
-        put_in_group(layer, self.run, self.sort_key, context, visible=False, expanded=False)
+        put_in_group(layer, self.run, self.sort_key, context, visible=self.visible, expanded=self.visible)
         self.run.done(layer)
+
+
+class AbundancePostProcessor(_RunLayerPostProcessor):
+    """One per-endmember abundance layer: 0-1, white to the endmember's colour; the first endmember
+    on the map with its legend, the others a tick away."""
+
+    role = "abundance"
+
+    def __init__(self, run, index, name, count):
+        super().__init__(run, name)
+        self.index = self.sort_key = index
+        self.count = count
+        self.visible = index == 0
+
+    def style(self, layer):
+        pseudocolor(layer, 0.0, 1.0, abundance_ramp(self.index, self.count))
+
+
+class _HiddenLayerPostProcessor(_RunLayerPostProcessor):
+    """A run's secondary layer: in the run's group, unticked."""
 
 
 class ErrorPostProcessor(_HiddenLayerPostProcessor):
