@@ -435,6 +435,24 @@ def _axes_point(dock, x_fraction, y_fraction):
                   int((dock.figure.bbox.height - box.y0 - y_fraction * box.height) / ratio))
 
 
+def _zoom_box_clear_of_the_legend(dock):
+    """Corners (axes fractions) of a zoom box whose press and release points are off the legend (a
+    press on the draggable legend drags it, as matplotlib does, instead of zooming)."""
+    legend = dock.ax.get_legend()
+    box = legend.get_window_extent() if legend is not None else None
+    axes = dock.ax.get_window_extent()
+
+    def clear(fx, fy):
+        x, y = axes.x0 + fx * axes.width, axes.y0 + fy * axes.height
+        return box is None or not (box.x0 - 5 <= x <= box.x1 + 5 and box.y0 - 5 <= y <= box.y1 + 5)
+
+    for corners in (((0.2, 0.2), (0.6, 0.8)), ((0.1, 0.5), (0.5, 0.9)), ((0.4, 0.1), (0.8, 0.5)),
+                    ((0.1, 0.1), (0.4, 0.4)), ((0.55, 0.1), (0.9, 0.45))):
+        if all(clear(*corner) for corner in corners):
+            return corners
+    return ((0.2, 0.2), (0.6, 0.8))
+
+
 def step_dock_zoom():
     """The spectra panel in the real window: a zoom with the toolbar, by mouse, changes the axes."""
     from qgis.PyQt.QtCore import Qt
@@ -445,10 +463,11 @@ def step_dock_zoom():
     QApplication.processEvents()
     before = list(dock.ax.get_xlim()), list(dock.ax.get_ylim())
     dock.toolbar.zoom()
-    QTest.mousePress(dock.canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, _axes_point(dock, 0.2, 0.2))
-    QTest.mouseMove(dock.canvas, _axes_point(dock, 0.4, 0.5))
+    (x0, y0), (x1, y1) = _zoom_box_clear_of_the_legend(dock)
+    QTest.mousePress(dock.canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, _axes_point(dock, x0, y0))
+    QTest.mouseMove(dock.canvas, _axes_point(dock, (x0 + x1) / 2, (y0 + y1) / 2))
     QTest.mouseRelease(dock.canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
-                       _axes_point(dock, 0.6, 0.8))
+                       _axes_point(dock, x1, y1))
     QApplication.processEvents()
     after = list(dock.ax.get_xlim()), list(dock.ax.get_ylim())
     zoomed_png = grab_widget(dock, "plot_zoomed.png")
