@@ -462,6 +462,8 @@ def step_dock_zoom():
     dock.canvas.draw()
     QApplication.processEvents()
     before = list(dock.ax.get_xlim()), list(dock.ax.get_ylim())
+    presses = []
+    cid = dock.canvas.mpl_connect("button_press_event", lambda e: presses.append((e.x, e.y, e.inaxes is dock.ax)))
     dock.toolbar.zoom()
     (x0, y0), (x1, y1) = _zoom_box_clear_of_the_legend(dock)
     QTest.mousePress(dock.canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, _axes_point(dock, x0, y0))
@@ -476,7 +478,11 @@ def step_dock_zoom():
     home = list(dock.ax.get_xlim())
     QTest.mouseMove(dock.canvas, _axes_point(dock, 0.5, 0.5))
     QApplication.processEvents()
+    dock.canvas.mpl_disconnect(cid)
     log("dock_zoom", xlim_before=before[0], ylim_before=before[1], xlim_after=after[0], ylim_after=after[1],
+        presses=presses, canvas_size=[dock.canvas.width(), dock.canvas.height()],
+        figure_px=[float(dock.figure.bbox.width), float(dock.figure.bbox.height)],
+        mode=str(getattr(dock.toolbar, "mode", "")),
         xlim_home=home, readout=dock.readout_label.text(), zoomed_png=zoomed_png,
         font_sizes=sorted({t.get_fontsize() for t in dock.ax.get_xticklabels()}))
     later(500, step_dock_pick)
