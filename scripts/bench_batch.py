@@ -8,7 +8,6 @@ into a fresh output folder, and prints a Markdown table for docs/BENCHMARKS.md.
 """
 import argparse
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -17,16 +16,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
-
-def _cpu() -> str:
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from bench import _cpu_name  # noqa: E402
 
 
 def main() -> int:
@@ -63,7 +55,7 @@ def main() -> int:
         print(f"bench-batch: {workers} worker(s): {seconds:.1f} s", flush=True)
     base = rows[0][2]
     print(f"\n{args.scenes} scenes of {args.size} x {args.size} pixels, {args.bands} bands, {args.endmembers} "
-          f"endmembers, default preset; {_cpu()}, {cores} cores; {time.strftime('%Y-%m-%d')}\n")
+          f"endmembers, default preset; {_cpu_name()}, {cores} cores; {time.strftime('%Y-%m-%d')}\n")
     print("| workers | threads each | time (s) | speed-up |\n| --- | --- | --- | --- |")
     for workers, threads, seconds in rows:
         print(f"| {workers} | {threads} | {seconds:.1f} | {base / seconds:.2f} |")

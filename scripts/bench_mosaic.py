@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from benchmarks import scenes  # noqa: E402
 from bench import _cpu_name, publish  # noqa: E402
+from bench_scale import scene_for  # noqa: E402
 from bench_scenes import method_key  # noqa: E402
 from dffn_qgis.core.run.config import DEFAULT_PRESET  # noqa: E402
 
@@ -72,14 +73,9 @@ def mosaic_files(name: str, copies: int) -> dict:
 
 
 def large_files() -> dict:
-    base = ROOT / ".bench" / "scale"
-    path = base / "scene1000.tif"
-    if not path.exists():
-        base.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "make_large_scene.py"), str(path), "--size", "1000",
-                        "--bands", "224", "--endmembers", "4", "--seed", "1", "-q"], check=True)
-    return {"input": path, "truth": base / "scene1000_truth_abundances.tif",
-            "endmembers": base / "scene1000_truth_endmembers.csv"}
+    """The generated 1000 x 1000 x 224 scene of ``make bench-scale`` (made there when missing)."""
+    files = scene_for(1000)
+    return {"input": files["input"], "truth": files["truth"], "endmembers": files["truth_endmembers"]}
 
 
 def run_unmix(key: str, files: dict, P: int, seed: int, label: str, fresh: bool) -> dict:

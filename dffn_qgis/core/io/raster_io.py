@@ -86,11 +86,11 @@ def _default_bands(ds, path: str, use_bbl: bool, header: Optional[dict],
         numbers = kept
     if use_bbl:
         numbers = _without_absorption_bands(ds, header, numbers, notes)
-        numbers = _without_noisy_bands(ds, numbers, notes)
+        numbers = _without_noisy_bands(ds, path, numbers, notes)
     return numbers
 
 
-def _without_noisy_bands(ds, numbers: List[int], notes: List[str]) -> List[int]:
+def _without_noisy_bands(ds, path: str, numbers: List[int], notes: List[str]) -> List[int]:
     """``numbers`` without the bands far noisier than their neighbours (:mod:`.band_noise`)."""
     if len(numbers) < 2 * band_noise.NEIGHBOURS:
         return numbers
@@ -102,11 +102,9 @@ def _without_noisy_bands(ds, numbers: List[int], notes: List[str]) -> List[int]:
         nodata = band.GetNoDataValue()
         parts = []
         for c0, r0, cols, rows in boxes:
-            raw = band.ReadAsArray(c0, r0, cols, rows)
-            if raw is None:
-                return numbers                               # an unreadable sample: no judgement
-            values = raw.astype(np.float64) * scale + offset
-            values[nodata_hits(raw, nodata) | ~np.isfinite(values)] = np.nan
+            values, hits, bad = read_band_window(band, path, number, scale, offset, nodata,
+                                                 c0, r0, cols, rows)
+            values[hits | bad] = np.nan
             parts += [values, np.full((rows, 1), np.nan)]    # no difference across two windows
         noise.append(band_noise.relative_noise(np.hstack(parts)))
     found = band_noise.noisy_bands(noise)

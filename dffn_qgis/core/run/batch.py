@@ -414,12 +414,12 @@ def _remove_partial(out_root: Path) -> None:
 
 def write_summary(path, results: Sequence[SceneResult]) -> str:
     """The batch's table, one row per scene (written whole, then renamed into place)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.part-{secrets.token_hex(4)}")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
-        writer.writeheader()
-        for result in results:
-            writer.writerow(result.row())
-    os.replace(tmp, path)
+    from ..io.outputs import write_files_atomically
+
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=FIELDS)
+    writer.writeheader()
+    for result in results:
+        writer.writerow(result.row())
+    write_files_atomically({str(path): table.getvalue().encode("utf-8")})
     return str(path)
