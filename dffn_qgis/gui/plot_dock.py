@@ -191,6 +191,7 @@ class PlotDock(QgsDockWidget):
         if legend is not None:
             legend.get_frame().set_alpha(0.7)
             legend.set_draggable(True)
+            legend.set_in_layout(False)     # a wide legend must not shrink the axes (plotting.LEGEND_WIDTH)
 
     def _update_buttons(self):
         can_pick = self.run is not None

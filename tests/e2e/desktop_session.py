@@ -462,15 +462,21 @@ def step_dock_zoom():
     dock.canvas.draw()
     QApplication.processEvents()
     before = list(dock.ax.get_xlim()), list(dock.ax.get_ylim())
-    presses = []
+    presses, releases = [], []
     cid = dock.canvas.mpl_connect("button_press_event", lambda e: presses.append((e.x, e.y, e.inaxes is dock.ax)))
+    rid = dock.canvas.mpl_connect("button_release_event",
+                                  lambda e: releases.append((e.x, e.y, str(e.key), str(e.button))))
+    mode_before = str(getattr(dock.toolbar, "mode", ""))
     dock.toolbar.zoom()
+    mode_zoom = str(getattr(dock.toolbar, "mode", ""))
     (x0, y0), (x1, y1) = _zoom_box_clear_of_the_legend(dock)
     QTest.mousePress(dock.canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, _axes_point(dock, x0, y0))
+    zoom_started = getattr(dock.toolbar, "_zoom_info", None) is not None
     QTest.mouseMove(dock.canvas, _axes_point(dock, (x0 + x1) / 2, (y0 + y1) / 2))
     QTest.mouseRelease(dock.canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
                        _axes_point(dock, x1, y1))
     QApplication.processEvents()
+    dock.canvas.mpl_disconnect(rid)
     after = list(dock.ax.get_xlim()), list(dock.ax.get_ylim())
     zoomed_png = grab_widget(dock, "plot_zoomed.png")
     dock.toolbar.home()
@@ -480,7 +486,9 @@ def step_dock_zoom():
     QApplication.processEvents()
     dock.canvas.mpl_disconnect(cid)
     log("dock_zoom", xlim_before=before[0], ylim_before=before[1], xlim_after=after[0], ylim_after=after[1],
-        presses=presses, canvas_size=[dock.canvas.width(), dock.canvas.height()],
+        presses=presses, releases=releases, axes_px=[float(dock.ax.get_window_extent().width),
+                                                     float(dock.ax.get_window_extent().height)], mode_before=mode_before, mode_zoom=mode_zoom, zoom_started=zoom_started,
+        canvas_size=[dock.canvas.width(), dock.canvas.height()],
         figure_px=[float(dock.figure.bbox.width), float(dock.figure.bbox.height)],
         mode=str(getattr(dock.toolbar, "mode", "")),
         xlim_home=home, readout=dock.readout_label.text(), zoomed_png=zoomed_png,

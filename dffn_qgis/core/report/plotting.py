@@ -6,6 +6,7 @@ a GUI backend: every figure is a :class:`matplotlib.figure.Figure` on an Agg can
 from __future__ import annotations
 
 import io
+import textwrap
 from typing import Optional, Sequence
 
 import numpy as np
@@ -13,6 +14,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 DPI = 120
+
+
+# Legend entries are wrapped at this many characters. The legend is also kept out of the
+# constrained layout: in it, a legend wider than the axes shrinks them (to a few pixels in
+# QGIS's narrow spectra panel).
+LEGEND_WIDTH = 24
 
 
 def plot_order(x: np.ndarray) -> tuple:
@@ -77,14 +84,21 @@ def draw_endmembers(ax, endmembers: np.ndarray, wavelengths: Optional[Sequence[f
     lines = []
     for i, colour in enumerate(distinct_colours(P)):
         xs, ys = broken_line(x, E[:, i])
-        lines += ax.plot(xs, ys, color=colour, linewidth=1.6, label=names[i])
+        lines += ax.plot(xs, ys, color=colour, linewidth=1.6, label=legend_label(names[i]))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize=legend_size)
+    ax.legend(loc="best", fontsize=legend_size).set_in_layout(False)
     return lines
+
+
+def legend_label(name: str, width: int = LEGEND_WIDTH) -> str:
+    """``name`` broken into lines of at most ``width`` characters (a long name such as
+    "endmember 1 (unmatched, nearest: vegetation, 0.16 rad)" would make the legend wider than a
+    narrow plot)."""
+    return textwrap.fill(name, width, break_long_words=False) if len(name) > width else name
 
 
 def distinct_colours(n: int) -> list:

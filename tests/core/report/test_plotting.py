@@ -8,7 +8,8 @@ import numpy as np
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
-from dffn_qgis.core.report.plotting import distinct_colours, endmember_figure, figure_to_png_bytes, save_figure
+from dffn_qgis.core.report.plotting import (LEGEND_WIDTH, distinct_colours, draw_endmembers, endmember_figure,
+                                            figure_to_png_bytes, save_figure)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 E = np.random.default_rng(0).uniform(0, 1, (20, 4))
@@ -34,6 +35,24 @@ def test_band_axis_without_wavelengths():
     assert ax.get_xlabel() == "band"
     np.testing.assert_array_equal(ax.get_lines()[0].get_xdata(), np.arange(1, 21))
     assert ax.get_legend().get_texts()[0].get_text() == "endmember 1"
+
+
+def test_long_names_neither_widen_the_legend_nor_shrink_a_narrow_plot():
+    """Seen in QGIS 3.40's spectra panel: "endmember 1 (unmatched, nearest: vegetation, 0.16 rad)"
+    in a constrained-layout legend squeezed the axes to a few pixels (and the toolbar zoom with them)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    long = "endmember 1 (unmatched, nearest: vegetation, 0.16 rad)"
+    fig = Figure(figsize=(2.75, 1.6), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    draw_endmembers(ax, E[:, :2], names=[long, "soil"], title=None, legend_size=7)
+    fig.canvas.draw()
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts[1] == "soil" and texts[0].replace("\n", " ") == long
+    assert max(len(line) for line in texts[0].splitlines()) <= LEGEND_WIDTH
+    assert not ax.get_legend().get_in_layout()
+    assert ax.get_window_extent().width > 0.6 * fig.bbox.width        # not squeezed by the legend
 
 
 def test_distinct_colours_for_many():
