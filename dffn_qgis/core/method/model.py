@@ -30,6 +30,14 @@ class DFFN(nn.Module):
                                  nn.Linear(100, 30), nn.Sigmoid(),
                                  nn.Linear(30, n_endmembers), nn.Sigmoid())
 
+    def abundance_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """B x P x H x W abundance maps of B x L x H x W enhanced image(s)."""
+        features = self.aem[:2](x)                             # B x 64 x H x W
+        # The abundance layer in float32 even under bfloat16 autocast: bfloat16's 8-bit
+        # mantissa in A puts a floor under the reconstruction angle (docs/METHOD.md, "Precision").
+        with torch.autocast(x.device.type, enabled=False):
+            return self.aem[2](features.float())
+
     def forward(self, x: torch.Tensor, valid: Optional[torch.Tensor] = None
                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``x``: B x L x H x W enhanced image(s) (B = 1: the whole image; more: training windows);
@@ -38,8 +46,9 @@ class DFFN(nn.Module):
         Returns abundances A (P x n), first reconstruction Yhat1 (L x n), endmembers E (L x P) and
         the linear reconstruction Yhat2 = E @ A (L x n), with n the valid pixels.
         """
-        abundance_map = self.aem(x)                            # B x P x H x W
-        first = self.decoder(abundance_map)                    # B x L x H x W
+        abundance_map = self.abundance_maps(x)                 # B x P x H x W
+        with torch.autocast(x.device.type, enabled=False):     # float32, as the abundances
+            first = self.decoder(abundance_map)                # B x L x H x W
         A = _pixels_as_columns(abundance_map)                  # P x (B H W)
         Y1 = _pixels_as_columns(first)                         # L x (B H W)
         if valid is not None:

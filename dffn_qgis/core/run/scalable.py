@@ -178,7 +178,7 @@ class TilePredictor:
             return None
         image = self.fusion.enhance_window(data, valid, self.device)
         with torch.no_grad():
-            maps = self.model.aem(torch.from_numpy(image)[None].to(self.device))[0].float().cpu().numpy()
+            maps = self.model.abundance_maps(torch.from_numpy(image)[None].to(self.device))[0].float().cpu().numpy()
         network = maps[(slice(None),) + inner][:, keep] / self.brightness[:, None]
         return data[(slice(None),) + inner][:, keep], network, keep
 

@@ -58,3 +58,22 @@ def test_loss_terms():
     Y2 = torch.roll(Y, 1, dims=0)
     expected = 0.7 * float(spectral_angle(Y, Y2).mean()) + 0.2 * float(spectral_angle(Y2 * 2, Y2).mean())
     assert float(dffn_loss(Y, A, Y2 * 2, Y2, a=0.7, b=0, c=0.2)) == pytest.approx(expected, abs=1e-3)
+
+
+def test_abundances_and_first_reconstruction_stay_float32_under_bfloat16_autocast():
+    """The abundance layer and the decoder run in float32 even when the rest is bfloat16: A and
+    Yhat1 keep a float32 mantissa (docs/METHOD.md, "Precision"); the wide first layers do not."""
+    torch.manual_seed(0)
+    net = DFFN(n_bands=12, n_endmembers=3, n_pixels=36, kernel=3, padding=1)
+    x = torch.rand(1, 12, 6, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        hidden = net.aem[:2](x)
+        A, Y1, E, Y2 = net(x)
+    assert hidden.dtype == torch.bfloat16          # the wide layers do take the fast path
+    assert A.dtype == torch.float32 and Y1.dtype == torch.float32
+    with torch.no_grad():
+        A32, Y132, _, _ = net(x)
+    # float32 output layers on bfloat16 features: close to the float32 network, not bit-equal
+    assert torch.allclose(A, A32, atol=0.05, rtol=0.05)
+    assert not torch.equal(A, A32)
+

@@ -101,7 +101,7 @@ def test_spectral_term_does_not_vanish_on_large_images():
 def _whole_image_abundances(model, fusion, scene):
     image = fusion.enhance_window(scene.data, scene.valid, torch.device("cpu"))
     with torch.no_grad():
-        maps = model.aem(torch.from_numpy(image)[None])[0].numpy()
+        maps = model.abundance_maps(torch.from_numpy(image)[None])[0].numpy()
     A, _, _ = sum_to_one(maps.reshape(maps.shape[0], -1))
     return A.reshape(maps.shape)
 
