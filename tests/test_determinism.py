@@ -3,12 +3,11 @@
 The accuracy issue saw results that differed from run to run on an AMX CPU for a 105 x 105 x 224
 scene with 6 endmembers, while a tiny run twice in one process agreed. This repeats a run of that
 size and of the length where the reported runs parted (95-270 epochs), in the default precision
-(bfloat16 where the CPU has it), four times, each in its own process (memory layout, thread
-start-up and allocation all fresh), and compares the outputs byte for byte. About 5 minutes on
-2 AVX2 cores; 2 minutes on an AMX CPU. On an AMX CPU (Intel Xeon, 2 cores) on 2026-12-03 runs of
+(float32 on every CPU since 2026-12-03; before, bfloat16 where the CPU had it), four times, each in
+its own process (memory layout, thread start-up and allocation all fresh), and compares the outputs
+byte for byte. About 5 minutes on 2 cores. On an AMX CPU (Intel Xeon, 2 cores) on 2026-12-03 runs of
 300 epochs under bfloat16 mostly agreed, but once in six gave a different result
-(`python scripts/repeat_runs.py`; docs/BENCHMARKS.md): the cause is open, and this test, which passed
-there, does not catch it every time.
+(`python scripts/repeat_runs.py`; docs/BENCHMARKS.md): the cause is open.
 """
 import subprocess
 import sys
