@@ -191,7 +191,6 @@ class PlotDock(QgsDockWidget):
         if legend is not None:
             legend.get_frame().set_alpha(0.7)
             legend.set_draggable(True)
-            legend.set_in_layout(False)     # a wide legend must not shrink the axes (plotting.LEGEND_WIDTH)
 
     def _update_buttons(self):
         can_pick = self.run is not None
@@ -341,10 +340,12 @@ class PlotDock(QgsDockWidget):
         self._after_pixels_changed()
 
     def _after_pixels_changed(self):
+        from ..core.report.plotting import add_legend
+
         if self.run is not None:
             self.ax.relim()
             self.ax.autoscale_view()
-            self.ax.legend(loc="best", fontsize=LEGEND_SIZE)
+            add_legend(self.ax, LEGEND_SIZE)
             self._style_axes()
         self._update_pixel_text()
         self._update_buttons()

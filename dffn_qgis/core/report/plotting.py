@@ -90,8 +90,16 @@ def draw_endmembers(ax, endmembers: np.ndarray, wavelengths: Optional[Sequence[f
     if title:
         ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize=legend_size).set_in_layout(False)
+    add_legend(ax, legend_size)
     return lines
+
+
+def add_legend(ax, fontsize):
+    """The plot's legend, where it hides the least, kept out of the constrained layout (see
+    ``LEGEND_WIDTH``)."""
+    legend = ax.legend(loc="best", fontsize=fontsize)
+    legend.set_in_layout(False)
+    return legend
 
 
 def legend_label(name: str, width: int = LEGEND_WIDTH) -> str:

@@ -76,4 +76,3 @@ def test_abundances_and_first_reconstruction_stay_float32_under_bfloat16_autocas
     # float32 output layers on bfloat16 features: close to the float32 network, not bit-equal
     assert torch.allclose(A, A32, atol=0.05, rtol=0.05)
     assert not torch.equal(A, A32)
-
