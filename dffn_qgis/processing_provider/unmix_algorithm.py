@@ -108,7 +108,7 @@ class DFFNUnmixAlgorithm(DFFNAlgorithm):
                 "minutes on Samson (95 x 95 pixels, 156 bands; training costs about 0.4 s an epoch there, "
                 "growing with pixels x bands, and stops early once the loss settles), and the scalable path "
                 "about 5 minutes on 1000 x 1000 pixels x 224 bands; a CUDA GPU makes it several times faster. "
-                "Training precision 'auto' or 'bfloat16' is about three times faster on CPUs with AMX units, "
+                "Training precision 'auto' or 'bfloat16' is 3.5 to 4.5 times faster on CPUs with AMX units, "
                 "but less accurate on most test scenes. Not sure how many endmembers? Run Count endmembers first, or give 0."),
             "",
             _tr("Large images: up to {} pixels (200 x 200) the published method runs on the whole "

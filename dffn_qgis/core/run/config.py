@@ -86,7 +86,7 @@ PRESETS = {
     # refinement"); a fresh start when training gets stuck early. Chosen by measurement on Samson and
     # synthetic scenes (docs/BENCHMARKS.md); several short starts and shorter schedules did not
     # hold up there.
-    # Trained in float32 on every CPU: bfloat16 (3 times faster on CPUs with AMX) cost accuracy on
+    # Trained in float32 on every CPU: bfloat16 (3.5-4.5 times faster on CPUs with AMX) cost accuracy on
     # most development scenes (docs/BENCHMARKS.md, "Precision"); ``precision=auto`` still asks for it.
     "fast": DFFNParams(epochs=600, lr=3e-3, schedule="cosine", patience=60, min_delta=1e-3, precision="float32",
                        restarts=2, abundances="refined"),
