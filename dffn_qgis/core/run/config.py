@@ -50,6 +50,9 @@ class DFFNParams:
     # output abundances: the abundance module's ("network", as published) or those that minimise the
     # loss's reconstruction angle for the learned endmembers ("refined": non-negative least squares)
     abundances: str = "network"
+    # the image's extreme pixels (VCA) replace the network's endmembers when they reconstruct the image
+    # with a mean angle below this share of the network's (an exact simplex: docs/METHOD.md; 0: never)
+    pixel_simplex: float = 0.0
     # loss weights
     a: float = 1.0
     b: float = 0.01
@@ -88,8 +91,10 @@ PRESETS = {
     # hold up there.
     # Trained in float32 on every CPU: bfloat16 (3.5-4.5 times faster on CPUs with AMX) cost accuracy on
     # most development scenes (docs/BENCHMARKS.md, "Precision"); ``precision=auto`` still asks for it.
+    # Where the image's own pixels reconstruct it four times better than the network's endmembers (a
+    # noise-free scene with pure pixels), those pixels are the endmembers (docs/METHOD.md).
     "fast": DFFNParams(epochs=600, lr=3e-3, schedule="cosine", patience=60, min_delta=1e-3, precision="float32",
-                       restarts=2, abundances="refined"),
+                       restarts=2, abundances="refined", pixel_simplex=0.25),
 }
 
 DEFAULT_PRESET = "fast"

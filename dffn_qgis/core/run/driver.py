@@ -17,6 +17,7 @@ import torch
 
 from ..method.brightness import BRIGHTNESS_NOTE, fit_brightness
 from ..method.endmember_count import CountEstimate, count_source
+from ..method.pixel_simplex import check_pixel_simplex
 from ..method.train import TrainOutcome, train_with_cpu_fallback
 from .config import DFFNParams
 from .context import RunContext
@@ -101,12 +102,23 @@ def drive(strategy: Strategy, scene, params: DFFNParams, monitor: Optional[Monit
                                                   context.hardware)
         t_train = time.perf_counter() - t0 - batch.fusion_s
 
-        endmembers, factors = fit_brightness(batch.Y, outcome.endmembers)     # at the data's brightness
+        learned, simplex = outcome.endmembers, None
+        if params.pixel_simplex > 0:
+            simplex = check_pixel_simplex(batch.Y, learned, params.pixel_simplex, params.seed)
+            monitor.info(simplex.note())
+            if simplex.use_pixels:
+                learned = simplex.endmembers
+                if params.abundances == "network":       # the network's abundances belong to its endmembers
+                    monitor.info("abundances: each pixel's least-squares fit on those endmembers")
+                    params = replace(params, abundances="refined")
+        endmembers, factors = fit_brightness(batch.Y, learned)                # at the data's brightness
         monitor.info(BRIGHTNESS_NOTE)
         maps = strategy.abundance_maps(outcome, endmembers, factors, batch, params,
                                        monitor.sub(strategy.training_share, 1.0))
     extra = dict(maps.extra)
     extra["endmember_brightness_factors"] = [float(f) for f in factors]
+    if simplex is not None:
+        extra["pixel_simplex"] = simplex.to_dict()
     if memory_plan:
         extra["memory_estimate"] = memory_plan
     if count is not None:

@@ -149,6 +149,10 @@ SCHEMA: Tuple[Parameter, ...] = (
               "network: the abundance module's output (as published); refined: each pixel's non-negative "
               "least-squares fit on the learned endmembers (sharper after a short training; on large "
               "images it also skips the fusion of every tile)", choices=("network", "refined")),
+    Parameter("pixel_simplex", float, "Pixel endmember threshold",
+              "when the image's own extreme pixels (VCA) reconstruct it with a mean angle below this share of "
+              "the network's endmembers' angle, those pixels are the endmembers (a noise-free scene with pure "
+              "pixels); 0: always the network's", 0.0, 1.0),
     # --- feature fusion
     Parameter("w", float, "Fusion weight w",
               "weight between spectral (1) and spatial (0) similarity in the feature fusion module", 0.0, 1.0),

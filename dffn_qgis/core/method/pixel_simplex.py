@@ -1,0 +1,82 @@
+"""Endmembers from the image's own pixels, when those pixels span the data exactly.
+
+Where pure pixels are present and noise is negligible (a simulated scene, a laboratory cube), the
+vertices of the pixels' simplex are the endmembers to the last digit and a geometric method finds
+them; the network, trained through an angle loss, stops a little short of them and can miss a
+material. :func:`check_pixel_simplex` compares how well two endmember sets explain the pixels: the
+mean angle between each pixel and its non-negative least-squares fit, for the network's endmembers
+and for the pixels VCA picks. When the pixels' angle is below ``ratio`` times the network's, the
+pixels are the endmembers. Wherever there is noise, or the linear model is only approximate (every
+real scene), the noise floor sets both angles and their ratio stays near one (docs/BENCHMARKS.md,
+"Endmembers from the image's pixels"), so the network's endmembers are kept.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from ..eval.baseline import vca
+from .abundance_lsq import nnls
+
+MAX_PIXELS = 8192       # pixels the comparison fits (an even sample of larger images)
+
+
+@dataclass
+class SimplexCheck:
+    """The outcome of :func:`check_pixel_simplex`: the endmembers to use (L x P), whether they are
+    the image's pixels, and the two mean reconstruction angles (rad) that decided it."""
+
+    endmembers: np.ndarray
+    use_pixels: bool
+    network_angle: float
+    pixel_angle: float
+    ratio: float
+
+    def note(self) -> str:
+        if not np.isfinite(self.pixel_angle):
+            return "endmembers from the network (too few distinct pixels to compare them with the image's own)"
+        share = f"{self.pixel_angle / self.network_angle:.3g}" if self.network_angle > 0 else "n/a"
+        angles = (f"mean reconstruction angle of the image's extreme pixels (VCA) {self.pixel_angle:.3g} rad, "
+                  f"of the network's endmembers {self.network_angle:.3g} rad (ratio {share}, threshold {self.ratio:g})")
+        if self.use_pixels:
+            return f"the image's own pixels span it exactly, so they are the endmembers: {angles}"
+        return f"endmembers from the network: {angles}"
+
+    def to_dict(self) -> dict:
+        return {"endmembers_from": "image pixels (VCA)" if self.use_pixels else "network",
+                "network_angle_rad": self.network_angle, "pixel_angle_rad": self.pixel_angle,
+                "threshold_ratio": self.ratio}
+
+
+def mean_fit_angle(Y: np.ndarray, E: np.ndarray) -> float:
+    """Mean angle (rad) between the pixels ``Y`` (L x n) and their non-negative fits on ``E`` (L x P)."""
+    fit = E @ nnls(Y, E)
+    dot = np.einsum("ij,ij->j", fit, Y)
+    norms = np.linalg.norm(fit, axis=0) * np.linalg.norm(Y, axis=0)
+    cosine = np.where(norms > 0, dot / np.where(norms > 0, norms, 1.0), 0.0)
+    return float(np.mean(np.arccos(np.clip(cosine, -1.0, 1.0))))
+
+
+def check_pixel_simplex(Y: np.ndarray, network_endmembers: np.ndarray, ratio: float,
+                        seed: int = 1) -> SimplexCheck:
+    """Choose between the network's endmembers (L x P) and the image's extreme pixels, picked by VCA
+    among ``Y`` (L x n), by the rule of the module's docstring."""
+    Y = np.asarray(Y, dtype=np.float64)
+    E = np.asarray(network_endmembers, dtype=np.float64)
+    try:
+        _, indices = vca(Y, E.shape[1], seed=seed)          # on every pixel: a pure one may be rare
+    except InputError:                     # too few distinct pixels for VCA: nothing to compare with
+        return SimplexCheck(E, False, mean_fit_angle(_sample(Y), E), float("nan"), ratio)
+    pixels = Y[:, indices]
+    sample = _sample(Y)
+    network_angle, pixel_angle = mean_fit_angle(sample, E), mean_fit_angle(sample, pixels)
+    use = bool(pixel_angle < ratio * network_angle)
+    return SimplexCheck(pixels if use else E, use, network_angle, pixel_angle, ratio)
+
+
+def _sample(Y: np.ndarray) -> np.ndarray:
+    if Y.shape[1] <= MAX_PIXELS:
+        return Y
+    return Y[:, np.linspace(0, Y.shape[1] - 1, MAX_PIXELS).astype(np.int64)]
