@@ -67,7 +67,7 @@ def main():
         E, A = result.endmembers, result.abundances[:, scene.valid]
         extra = {"epochs_run": result.record["epochs_run"], "final_loss": result.loss,
                  "restarts": result.record["restarts"], "precision": result.record["precision"],
-                 "timings": result.record["timings"]}
+                 "timings": result.record["timings"], "pixel_simplex": result.record.get("pixel_simplex")}
     seconds = time.perf_counter() - t0
     if args.save:
         np.savez_compressed(args.save, endmembers=E, abundances=A)
