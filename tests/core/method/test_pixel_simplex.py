@@ -61,3 +61,14 @@ def test_the_run_takes_the_pixels_and_records_why():
     off = unmix_scene(scene, params_for("fast", n_endmembers=4, epochs=3, device="cpu", threads=1,
                                         pixel_simplex=0.0))
     assert "pixel_simplex" not in off.record
+
+
+def test_the_scalable_path_takes_them_from_its_training_windows():
+    s, _ = pixels(snr_db=None)
+    scene = Scene(data=s.cube, valid=np.ones(s.cube.shape[1:], bool))
+    params = params_for("fast", n_endmembers=4, epochs=3, device="cpu", threads=1, method="scalable",
+                        train_windows=6, window=12)
+    result = unmix_scene(scene, params)
+    assert result.record["method"] == "scalable"
+    assert result.record["pixel_simplex"]["endmembers_from"] == "image pixels (VCA)"
+    assert sad_matrix(result.endmembers, s.endmembers).min(axis=0).max() < 1e-4
