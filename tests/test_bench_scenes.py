@@ -48,3 +48,31 @@ def test_a_generated_scene_follows_its_spec():
     noise = bench.scene.data[:, v] - clean[:, v] * ratio
     snr = 10 * np.log10(np.mean(clean[:, v] ** 2) / np.mean(noise ** 2))
     assert 27 < snr < 33
+
+
+def _bench_script():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "scripts" / "bench_scenes.py"
+    spec = importlib.util.spec_from_file_location("bench_scenes_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_verdict_counts_rounding_as_a_tie_and_a_real_loss_as_a_miss():
+    b = _bench_script()
+    mine = {"sad": 3e-8, "rmse": 2e-5, "sad_worst": 4e-8, "rmse_worst": 3e-5}
+    exact = {"VCA + FCLS": {"sad": 1e-8, "rmse": 1e-4}}
+    assert b.verdict(mine, exact) == "meets the bar"
+    worse = dict(mine, sad=0.01)
+    assert b.verdict(worse, exact) == "misses: median SAD > VCA + FCLS"
+
+
+def test_the_pixel_check_line_says_how_often_the_pixels_were_taken():
+    b = _bench_script()
+    runs = [{"pixel_simplex": {"endmembers_from": f, "network_angle_rad": 0.01, "pixel_angle_rad": p,
+                               "threshold_ratio": 0.25}} for f, p in (("image pixels (VCA)", 1e-9), ("network", 0.012))]
+    line = b.simplex_line("dc1", {"simplex": [r["pixel_simplex"] for r in runs]})
+    assert line == "- dc1: ratio 1e-07-1.2 (threshold 0.25); the image's pixels taken in 1 of 2 runs"
+    assert b.simplex_line("x", {"simplex": []}) == ""
