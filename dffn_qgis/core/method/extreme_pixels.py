@@ -12,8 +12,14 @@ training windows can be centred on them.
    extreme" than a bright one.
 3. Random skewers through that projective space (the pixel purity index): the pixels at the two
    ends of each skewer are the candidates, kept with their spectra while the raster streams by.
-4. Among the candidates, ``P`` mutually distinct ones by ATGP: each next pixel is the one least
-   explained by those already chosen.
+4. The candidates grouped by spectral angle (within ``GROUP_ANGLE`` of the group's first member,
+   the candidate that holds the most skewer ends), each group standing for one material: noise and
+   brightness spread the pure pixels of a bright material over many candidates, which would
+   otherwise outrank a dark one (water) in the next step. A group's mean spectrum is its member
+   spectra averaged, so a little less noisy than any one of them.
+5. Among the groups, ``P`` mutually distinct ones by ATGP on their mean spectra: each next group is
+   the one least explained by those already chosen. A window is centred on the member of each chosen
+   group that holds the most skewer ends.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from typing import Iterable, List, Tuple
 import numpy as np
 
 SKEWERS = 256          # random directions of the pixel purity index
+GROUP_ANGLE = 0.15     # rad: candidates this close to a group's first member join it
 
 
 class SkewerExtremes:
@@ -76,11 +83,32 @@ class SkewerExtremes:
 
 
     def pick(self, count: int) -> List[Tuple[int, int]]:
-        """(row, col) of ``count`` mutually distinct candidates (:func:`atgp`), most distinct first."""
-        spectra, positions, _ = self.candidates()
+        """(row, col) of ``count`` mutually distinct candidates, most distinct first (steps 4 and 5
+        of the module's docstring)."""
+        spectra, positions, ends = self.candidates()
         if positions.shape[0] == 0:
             return []
-        return [tuple(int(v) for v in positions[i]) for i in atgp(spectra, count)]
+        groups = group_by_angle(spectra, ends)
+        means = np.stack([spectra[:, g].mean(axis=1) for g in groups], axis=1)
+        return [tuple(int(v) for v in positions[groups[i][0]]) for i in atgp(means, count)]
+
+
+def group_by_angle(spectra: np.ndarray, weights: np.ndarray, angle: float = GROUP_ANGLE) -> List[np.ndarray]:
+    """Groups of the columns of ``spectra`` (index arrays, heaviest first member first): the
+    heaviest column not yet grouped starts a group, which takes every ungrouped column within
+    ``angle`` (rad) of it."""
+    unit = spectra / np.maximum(np.linalg.norm(spectra, axis=0, keepdims=True), 1e-300)
+    free = np.ones(spectra.shape[1], dtype=bool)
+    groups = []
+    for first in np.argsort(-np.asarray(weights), kind="stable"):
+        if not free[first]:
+            continue
+        close = free & (np.arccos(np.clip(unit[:, first] @ unit, -1.0, 1.0)) <= angle)
+        close[first] = False
+        members = np.concatenate([[first], np.flatnonzero(close)])
+        free[members] = False
+        groups.append(members)
+    return groups
 
 
 def atgp(spectra: np.ndarray, count: int) -> List[int]:

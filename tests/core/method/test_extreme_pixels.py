@@ -71,3 +71,32 @@ def test_training_windows_hold_the_extreme_pixels_and_keep_grid_coverage():
     many = training_windows(valid, params, [(i * 35, i * 45) for i in range(8)])
     assert len(many) == 9 and many[:6] == training_windows(valid, params, [(i * 35, i * 45) for i in range(6)])[:6]
     assert (0, 0, 32, 32) in many and not any(r0 <= 245 < r0 + 32 and c0 <= 315 < c0 + 32 for r0, c0, _, _ in many[:6])
+
+
+def test_groups_hold_close_spectra_and_start_from_the_heaviest():
+    from dffn_qgis.core.method.extreme_pixels import group_by_angle
+    a = np.array([1.0, 0.0, 0.0])
+    b = np.array([0.0, 1.0, 0.0])
+    near_a = np.array([1.0, 0.05, 0.0])                  # 0.05 rad from a
+    spectra = np.stack([near_a, b, a, 2 * a], axis=1)    # 2a: the same direction, brighter
+    groups = group_by_angle(spectra, np.array([1, 5, 3, 1]))
+    assert [list(g) for g in groups] == [[1], [2, 0, 3]]
+
+
+def test_a_dark_rare_material_beats_noisy_copies_of_a_bright_one():
+    """Many noisy bright candidates of one material must not crowd out a dark material: the picks
+    cover every material."""
+    rng = np.random.default_rng(4)
+    L = 50
+    x = np.linspace(0, 1, L)
+    bright = [0.5 + 0.3 * np.sin(6 * x + k) for k in range(3)]
+    dark = 0.03 + 0.02 * np.cos(9 * x)
+    spectra = [m * rng.uniform(0.8, 1.2) + 0.03 * rng.standard_normal(L) for m in bright for _ in range(15)]
+    spectra += [dark + 0.002 * rng.standard_normal(L) for _ in range(3)]
+    finder = SkewerExtremes(np.eye(L), 4, seed=0)
+    S = np.stack(spectra, axis=1)
+    finder.candidates = lambda: (S, np.stack([np.arange(S.shape[1]), np.zeros(S.shape[1], int)], 1),
+                                 np.ones(S.shape[1], int))
+    rows = [r for r, _ in finder.pick(4)]
+    materials = {r // 15 if r < 45 else 3 for r in rows}
+    assert materials == {0, 1, 2, 3}, rows
