@@ -42,6 +42,8 @@ def method_key(method: str, preset: str, override: dict) -> str:
     params = chosen.to_dict()
     params.pop("n_endmembers"), params.pop("seed"), params.pop("device")
     params["padding"] = chosen.padding      # a parameter when the cache began: keys of earlier runs stay valid
+    if not params.get("pixel_simplex"):     # off: the runs are those from before the parameter existed
+        params.pop("pixel_simplex", None)
     digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
     return f"dffn-{preset}-{digest}"
 
@@ -90,7 +92,7 @@ def simplex_line(scene, s) -> str:
     taken = sum(c["endmembers_from"] != "network" for c in checks)
     spread = f"{min(ratios):.3g}-{max(ratios):.3g}" if len(ratios) > 1 else f"{ratios[0]:.3g}" if ratios else "n/a"
     return (f"- {scene}: ratio {spread} (threshold {checks[0]['threshold_ratio']:g}); the image's pixels taken "
-            f"in {taken} of {len(checks)} runs")
+            f"in {taken} of {len(checks)} run{'s' if len(checks) > 1 else ''}")
 
 
 def row(scene, label, s):
