@@ -72,3 +72,19 @@ def test_the_scalable_path_takes_them_from_its_training_windows():
     assert result.record["method"] == "scalable"
     assert result.record["pixel_simplex"]["endmembers_from"] == "image pixels (VCA)"
     assert sad_matrix(result.endmembers, s.endmembers).min(axis=0).max() < 1e-4
+
+
+def test_network_abundances_give_way_to_fits_when_the_pixels_are_taken():
+    s, _ = pixels(snr_db=None)
+    scene = Scene(data=s.cube, valid=np.ones(s.cube.shape[1:], bool))
+    messages = []
+    from dffn_qgis.core.run.progress import Monitor
+    monitor = Monitor(info=messages.append)
+    result = unmix_scene(scene, params_for("fast", n_endmembers=4, epochs=3, device="cpu", threads=1,
+                                           abundances="network"), monitor)
+    assert result.record["pixel_simplex"]["endmembers_from"] == "image pixels (VCA)"
+    assert result.record["params"]["abundances"] == "refined"
+    assert any("own pixels span it exactly" in m for m in messages)
+    assert any("least-squares fit on those endmembers" in m for m in messages)
+    order = sad_matrix(result.endmembers, s.endmembers).argmin(axis=0)
+    assert np.abs(result.abundances.reshape(4, -1)[order] - s.abundances.reshape(4, -1)).max() < 1e-3
