@@ -20,6 +20,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dffn_qgis.core.eval.metrics import sad_matrix  # noqa: E402
 from dffn_qgis.core.eval.synthetic import read_truth_endmembers  # noqa: E402
 from dffn_qgis.core.io.raster_source import RasterSource  # noqa: E402
 from dffn_qgis.core.method.extreme_pixels import SkewerExtremes, atgp  # noqa: E402
@@ -27,14 +28,8 @@ from dffn_qgis.core.method.ffm_scalable import valid_blocks  # noqa: E402
 from dffn_qgis.core.run.progress import as_monitor  # noqa: E402
 
 
-def angles(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    A = A / np.linalg.norm(A, axis=0)
-    B = B / np.linalg.norm(B, axis=0)
-    return np.arccos(np.clip(A.T @ B, -1.0, 1.0))
-
-
 def describe(label: str, picked: np.ndarray, truth: np.ndarray, names) -> None:
-    M = angles(picked, truth)
+    M = sad_matrix(picked, truth)
     nearest = ", ".join(f"{names[j]} ({M[i, j]:.3f})" for i, j in enumerate(M.argmin(axis=1)))
     closest = ", ".join(f"{n} {v:.3f}" for n, v in zip(names, M.min(axis=0)))
     print(f"{label}\n  picks, nearest truth (rad): {nearest}\n  closest pick per truth (rad): {closest}")
