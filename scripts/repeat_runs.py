@@ -5,8 +5,9 @@
 
 The scene is tests/test_determinism.py's (105 x 105 pixels, 224 bands, 6 endmembers, no pure
 pixels, 30 dB), or ``--scene``, a development scene of ``benchmarks/scenes.py`` with its own
-endmember count. ``--env`` sets environment variables of the runs (for example ``MKL_CBWR=AVX512``). Without ``--default`` the runs have restarts and the patience rule off and
-``--epochs`` epochs; with it, the default preset as it is. Prints, per run, a hash of the
+endmember count. ``--env`` sets environment variables of the runs (for example
+``MKL_CBWR=AUTO,STRICT``). Without ``--default`` the runs have restarts and the patience rule off
+and ``--epochs`` epochs; with it, the default preset as it is. Prints, per run, a hash of the
 endmember and abundance bytes, the final loss, the precision, epochs and seconds.
 """
 import argparse

@@ -40,6 +40,21 @@ def nnls(Y: np.ndarray, E: np.ndarray, max_iter: int = 0) -> np.ndarray:
     return _solve_all(Y, E, max_iter, simplex=False, what="nnls")
 
 
+def fit_angles(Y: np.ndarray, fit: np.ndarray) -> np.ndarray:
+    """Angle (rad) between each pixel (column of ``Y``, L x N) and its fit (the same column of
+    ``fit``); a zero spectrum is at right angles to everything."""
+    cos = (Y * fit).sum(0) / np.maximum(np.linalg.norm(Y, axis=0) * np.linalg.norm(fit, axis=0), 1e-300)
+    return np.arccos(np.clip(cos, -1.0, 1.0))
+
+
+def even_columns(Y: np.ndarray, count: int) -> np.ndarray:
+    """``Y`` (L x N), or ``count`` of its columns evenly spread over it when N is larger (the pixels
+    a fit over the image looks at)."""
+    if Y.shape[1] <= count:
+        return Y
+    return Y[:, np.linspace(0, Y.shape[1] - 1, count).astype(np.int64)]
+
+
 def _solve_all(Y, E, max_iter: int, simplex: bool, what: str) -> np.ndarray:
     Y = np.asarray(Y, dtype=np.float64)
     E = np.asarray(E, dtype=np.float64)

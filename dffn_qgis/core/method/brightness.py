@@ -15,7 +15,7 @@ from typing import Tuple
 
 import numpy as np
 
-from .abundance_lsq import nnls
+from .abundance_lsq import even_columns, nnls
 
 BRIGHTNESS_NOTE = ("endmembers rescaled to the data's brightness (their coefficients sum to one on average), "
                    "so that abundances are fractions")
@@ -30,8 +30,7 @@ def fit_brightness(Y: np.ndarray, E: np.ndarray) -> Tuple[np.ndarray, np.ndarray
     """
     Y = np.asarray(Y, dtype=np.float64)
     E = np.asarray(E, dtype=np.float64)
-    if Y.shape[1] > MAX_PIXELS:
-        Y = Y[:, np.linspace(0, Y.shape[1] - 1, MAX_PIXELS).astype(np.int64)]
+    Y = even_columns(Y, MAX_PIXELS)
     C = nnls(Y, E)                                              # P x n coefficients
     u = nnls(np.ones((C.shape[1], 1)), C.T)[:, 0]               # min ||C^T u - 1||, u >= 0
     used = u > 1e-9 * max(float(u.max()), 1e-300)

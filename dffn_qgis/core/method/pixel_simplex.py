@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..eval.baseline import vca
-from .abundance_lsq import nnls
+from .abundance_lsq import even_columns, fit_angles, nnls
 
 MAX_PIXELS = 8192       # pixels the comparison fits (an even sample of larger images)
 
@@ -52,11 +52,7 @@ class SimplexCheck:
 
 def mean_fit_angle(Y: np.ndarray, E: np.ndarray) -> float:
     """Mean angle (rad) between the pixels ``Y`` (L x n) and their non-negative fits on ``E`` (L x P)."""
-    fit = E @ nnls(Y, E)
-    dot = np.einsum("ij,ij->j", fit, Y)
-    norms = np.linalg.norm(fit, axis=0) * np.linalg.norm(Y, axis=0)
-    cosine = np.where(norms > 0, dot / np.where(norms > 0, norms, 1.0), 0.0)
-    return float(np.mean(np.arccos(np.clip(cosine, -1.0, 1.0))))
+    return float(np.mean(fit_angles(Y, E @ nnls(Y, E))))
 
 
 def check_pixel_simplex(Y: np.ndarray, network_endmembers: np.ndarray, ratio: float,
@@ -68,15 +64,10 @@ def check_pixel_simplex(Y: np.ndarray, network_endmembers: np.ndarray, ratio: fl
     try:
         _, indices = vca(Y, E.shape[1], seed=seed)          # on every pixel: a pure one may be rare
     except InputError:                     # too few distinct pixels for VCA: nothing to compare with
-        return SimplexCheck(E, False, mean_fit_angle(_sample(Y), E), float("nan"), ratio)
+        return SimplexCheck(E, False, mean_fit_angle(even_columns(Y, MAX_PIXELS), E), float("nan"), ratio)
     pixels = Y[:, indices]
-    sample = _sample(Y)
+    sample = even_columns(Y, MAX_PIXELS)
     network_angle, pixel_angle = mean_fit_angle(sample, E), mean_fit_angle(sample, pixels)
     use = bool(pixel_angle < ratio * network_angle)
     return SimplexCheck(pixels if use else E, use, network_angle, pixel_angle, ratio)
 
-
-def _sample(Y: np.ndarray) -> np.ndarray:
-    if Y.shape[1] <= MAX_PIXELS:
-        return Y
-    return Y[:, np.linspace(0, Y.shape[1] - 1, MAX_PIXELS).astype(np.int64)]

@@ -24,7 +24,7 @@ from ..errors import InputError
 from ..io.outputs import OutputPlan, write_outputs
 from ..io.raster_source import RasterSource, windows
 from ..io.scene import Scene
-from ..method.abundance_lsq import fcls, nnls
+from ..method.abundance_lsq import fcls, fit_angles, nnls
 from .parameters import SOLVERS
 from .progress import Monitor, as_monitor
 from .result import UnmixResult, sum_to_one
@@ -154,13 +154,11 @@ def apply_spectra(input_path, spectra_path, plan: OutputPlan, solver: str = "fcl
             if ok.any():
                 Y = data[:, ok].astype(np.float64)
                 A = solve(Y, E, solver)
-                R = E @ A
-                cos = (Y * R).sum(0) / np.maximum(np.linalg.norm(Y, axis=0) * np.linalg.norm(R, axis=0), 1e-300)
                 block = np.full((K, rows, cols), np.nan, dtype=np.float32)
                 block[:, ok] = A
                 abundances[:, r0:r0 + rows, c0:c0 + cols] = block
                 err = np.full((rows, cols), np.nan, dtype=np.float32)
-                err[ok] = np.arccos(np.clip(cos, -1.0, 1.0))
+                err[ok] = fit_angles(Y, E @ A)
                 error[r0:r0 + rows, c0:c0 + cols] = err
             monitor.progress(0.1 + 0.8 * (k + 1) / len(boxes), f"solving tile {k + 1} of {len(boxes)}")
         t_solve = time.perf_counter() - t0
