@@ -1,7 +1,7 @@
 """Same seed, same bytes? The same unmixing repeated, each in a fresh process.
 
     python scripts/repeat_runs.py [--repeats 4] [--epochs 300] [--precision auto] [--default]
-                                  [--scene NAME] [--env NAME=VALUE ...]
+                                  [--scene NAME] [--seed 1] [--env NAME=VALUE ...]
 
 The scene is tests/test_determinism.py's (105 x 105 pixels, 224 bands, 6 endmembers, no pure
 pixels, 30 dB), or ``--scene``, a development scene of ``benchmarks/scenes.py`` with its own
@@ -36,7 +36,7 @@ else:
     scene, P = Scene(data=s.cube / s.cube.max(), valid=np.ones((105, 105), bool)), 6
 extra = {extra!r}
 t0 = time.perf_counter()
-r = unmix_scene(scene, params_for(n_endmembers=P, seed=1, device="cpu", **extra))
+r = unmix_scene(scene, params_for(n_endmembers=P, seed={seed}, device="cpu", **extra))
 h = hashlib.sha256(r.endmembers.tobytes() + r.abundances.tobytes()).hexdigest()[:16]
 print(h, repr(r.loss), r.record["precision"], r.record.get("epochs_run"), round(time.perf_counter() - t0, 1))
 """
@@ -49,6 +49,7 @@ def main() -> int:
     ap.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"])
     ap.add_argument("--default", action="store_true", help="the default preset (patience and restarts on)")
     ap.add_argument("--scene", default="", help="a development scene (benchmarks/scenes.py) instead")
+    ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--env", action="append", default=[], help="NAME=VALUE for the runs' environment")
     args = ap.parse_args()
     env = dict(os.environ, **dict(item.split("=", 1) for item in args.env))
@@ -57,7 +58,8 @@ def main() -> int:
         extra.update(epochs=args.epochs, patience=0, restarts=0)
     lines = []
     for _ in range(args.repeats):
-        out = subprocess.run([sys.executable, "-c", RUN.format(root=str(ROOT), extra=extra, scene=args.scene)],
+        out = subprocess.run([sys.executable, "-c", RUN.format(root=str(ROOT), extra=extra, scene=args.scene,
+                                                                 seed=args.seed)],
                              capture_output=True, text=True, cwd=ROOT, env=env)
         if out.returncode:
             raise SystemExit(out.stderr[-2000:])
