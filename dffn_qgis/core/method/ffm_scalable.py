@@ -13,8 +13,11 @@ quantities; once they are known, any block of pixels can be enhanced on its own:
   term of ``CHECK_PIXELS`` random pixels is accumulated in the same pass and compared with the
   approximation; while the relative error exceeds ``ffm_tolerance`` the landmarks are doubled
   (nested, so only the new ones cost a pass), up to ``MAX_LANDMARK_FACTOR`` times the first try;
-* the three min-max normalisations take the minimum and maximum over all valid pixels (two
-  more passes), and invalid pixels get the mean enhanced spectrum, as in the exact path.
+* the three min-max normalisations take the minimum and maximum over all valid pixels, in one
+  more pass: the two terms' ranges directly; the range of their weighted sum from the few value
+  pairs of each window that can hold its extremes whatever the weights (``_corner_pairs``); the
+  mean enhanced spectrum, which invalid pixels get as in the exact path, from the terms' per-band
+  sums (it is linear in them).
 """
 from __future__ import annotations
 
@@ -85,8 +88,11 @@ class ScalableFusion:
         return spec, spat
 
     def _combined(self, Yb: torch.Tensor) -> torch.Tensor:
-        spec, spat = self.raw_terms(Yb)
-        out = torch.zeros_like(Yb)
+        return self._combine(*self.raw_terms(Yb), like=Yb)
+
+    def _combine(self, spec: Optional[torch.Tensor], spat: Optional[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+        """The weighted sum of the two min-max scaled terms (either may be None: not used)."""
+        out = torch.zeros_like(like)
         if spec is not None:
             out += self.w * _scaled(spec, self.spec_range)
         if spat is not None:
@@ -185,27 +191,86 @@ class ScalableFusion:
             m = min(2 * m, most)
 
     def _fit_ranges(self, source, device: torch.device, monitor: Monitor, finder=None) -> None:
+        """One pass: the ranges of both terms, their per-band sums (the mean enhanced spectrum is
+        linear in them) and, per window, the few (spectral, spatial) value pairs that can hold the
+        minimum or the maximum of their weighted sum whatever the two ranges turn out to be
+        (:func:`_corner_pairs`); the fused range is then taken over those pairs, with the same
+        arithmetic as :meth:`enhance`."""
         lo = {"spec": math.inf, "spat": math.inf}
         hi = {"spec": -math.inf, "spat": -math.inf}
-        for Yb, rows, cols in valid_blocks(source, device, monitor.sub(0.0, 0.5), "feature fusion: normalising",
-                                           positions=True):
+        sums = {"spec": None, "spat": None}
+        corners, count = [], 0
+        for Yb, rows, cols in valid_blocks(source, device, monitor, "feature fusion: normalising", positions=True):
             if finder is not None:
                 finder.update(Yb.cpu().numpy(), rows, cols)
-            for name, term in zip(("spec", "spat"), self.raw_terms(Yb)):
+            terms = dict(zip(("spec", "spat"), self.raw_terms(Yb)))
+            for name, term in terms.items():
                 if term is not None:
                     lo[name], hi[name] = min(lo[name], float(term.min())), max(hi[name], float(term.max()))
+                    part = term.double().sum(dim=1)
+                    sums[name] = part if sums[name] is None else sums[name] + part
+            flat = [t.reshape(-1) if t is not None else torch.zeros(Yb.numel(), dtype=Yb.dtype, device=device)
+                    for t in terms.values()]
+            corners.append(_corner_pairs(*flat))
+            count += Yb.shape[1]
         self.spec_range = (lo["spec"], hi["spec"])
         self.spat_range = (lo["spat"], hi["spat"])
-        c_lo, c_hi, total, count = math.inf, -math.inf, None, 0
-        for Yb in valid_blocks(source, device, monitor.sub(0.5, 1.0), "feature fusion: normalising"):
-            comb = self._combined(Yb)
-            c_lo, c_hi = min(c_lo, float(comb.min())), max(c_hi, float(comb.max()))
-            part = comb.double().sum(dim=1)
-            total = part if total is None else total + part
-            count += comb.shape[1]
-        self.fused_range = (c_lo, c_hi)
-        mean = (total / count).float()
-        self.fill = _scaled(mean[:, None], self.fused_range)[:, 0].cpu().numpy()
+        spec, spat = (torch.cat(c) for c in zip(*corners))
+        comb = self._combine(spec if self.spectral is not None else None,
+                             spat if self.landmarks is not None else None, like=spec)
+        self.fused_range = (float(comb.min()), float(comb.max()))
+        mean = torch.zeros(source.n_bands, dtype=torch.float64, device=device)
+        for name, weight, value_range in (("spec", self.w, self.spec_range), ("spat", 1.0 - self.w, self.spat_range)):
+            if sums[name] is not None and value_range[1] > value_range[0]:
+                mean += weight * (sums[name] / count - value_range[0]) / (value_range[1] - value_range[0])
+        self.fill = _scaled(mean.float()[:, None], self.fused_range)[:, 0].cpu().numpy()
+
+
+def _corner_pairs(s: torch.Tensor, p: torch.Tensor):
+    """Of the value pairs ``(s_i, p_i)``, those that can maximise or minimise ``a s + b p`` for
+    some ``a, b >= 0``: for the maximum, a pair whose ``s`` is below that of the pair with the
+    largest ``p`` is beaten by that pair in both values (and the same with the roles swapped), so
+    only the pairs at least as large as both in their own value are kept, and of those the ones no
+    other beats in both, reduced to their convex chain when many (:func:`_pareto`); the same for the
+    minimum. Returns the kept ``s`` and ``p`` (1-D)."""
+    kept_s, kept_p = [], []
+    for sign in (1.0, -1.0):
+        if sign > 0:
+            i, j = int(torch.argmax(s)), int(torch.argmax(p))
+            keep = (s >= s[j]) & (p >= p[i])
+        else:
+            i, j = int(torch.argmin(s)), int(torch.argmin(p))
+            keep = (s <= s[j]) & (p <= p[i])
+        ks, kp = _pareto(sign * s[keep], sign * p[keep])
+        kept_s.append(sign * ks)
+        kept_p.append(sign * kp)
+    return torch.cat(kept_s), torch.cat(kept_p)
+
+
+def _pareto(a: torch.Tensor, b: torch.Tensor):
+    """The pairs not beaten in both values (largest ``a`` first), reduced to their upper convex
+    chain when there are many (only its vertices can maximise a non-negative combination)."""
+    order = torch.argsort(a, descending=True, stable=True)
+    a, b = a[order], b[order]
+    best_before = torch.cummax(b, dim=0).values
+    front = torch.ones_like(a, dtype=torch.bool)
+    front[1:] = b[1:] > best_before[:-1]
+    a, b = a[front], b[front]
+    if a.numel() <= 64:
+        return a, b
+    pa, pb = a.double().tolist(), b.double().tolist()        # a decreasing, b increasing
+    chain = []
+    for k in range(len(pa)):
+        while len(chain) >= 2:
+            (x1, y1), (x2, y2) = (pa[chain[-2]], pb[chain[-2]]), (pa[chain[-1]], pb[chain[-1]])
+            # drop the middle point when it lies on or below the segment from the one before to this one
+            if (x2 - x1) * (pb[k] - y1) - (y2 - y1) * (pa[k] - x1) <= 0:
+                chain.pop()
+            else:
+                break
+        chain.append(k)
+    index = torch.tensor(chain, dtype=torch.long, device=a.device)
+    return a[index], b[index]
 
 
 def _chunks(Yb: torch.Tensor):
