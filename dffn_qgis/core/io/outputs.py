@@ -337,9 +337,15 @@ DOMINANT_NODATA = 0
 def dominant_endmember(abundances: np.ndarray) -> np.ndarray:
     """The 1-based index of the largest fraction per pixel (uint8), 0 where the pixel is nodata."""
     A = np.asarray(abundances)
-    valid = np.isfinite(A).all(axis=0)
-    out = np.zeros(A.shape[1:], dtype=np.uint8)
-    out[valid] = np.argmax(A[:, valid], axis=0).astype(np.uint8) + 1
+    out = np.ones(A.shape[1:], dtype=np.uint8)
+    best = A[0].copy()
+    valid = np.isfinite(best)
+    for i in range(1, A.shape[0]):          # one map at a time: no copy of the stack (ties: the first)
+        valid &= np.isfinite(A[i])
+        larger = A[i] > best
+        best[larger] = A[i][larger]
+        out[larger] = i + 1
+    out[~valid] = DOMINANT_NODATA
     return out
 
 

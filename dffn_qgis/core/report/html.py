@@ -88,7 +88,7 @@ def run_summary(scene: Scene, result: UnmixResult, paths: Optional[dict] = None)
 
 def _endmember_table(scene: Scene, result: UnmixResult) -> str:
     E = np.asarray(result.endmembers, dtype=np.float64)
-    A = np.asarray(result.abundances, dtype=np.float64)
+    A = result.abundances
     key, axis = scene.spectral_axis(E.shape[0])
     unit = f" ({scene.wavelength_units})" if key == "wavelength" and scene.wavelength_units else ""
     head = (f"<tr><th>colour</th><th>endmember</th><th>mean abundance</th><th>dominant in (pixels)</th>"
@@ -99,7 +99,7 @@ def _endmember_table(scene: Scene, result: UnmixResult) -> str:
     lines = []
     for i, name in enumerate(result.endmember_names):
         maps = A[i][np.isfinite(A[i])]
-        mean = f"{maps.mean():.4f}" if maps.size else "n/a"
+        mean = f"{maps.mean(dtype=np.float64):.4f}" if maps.size else "n/a"
         peak = int(np.argmax(E[:, i]))
         row = summary[i]
         area = row.get("dominant_area_m2")
@@ -113,7 +113,7 @@ def _endmember_table(scene: Scene, result: UnmixResult) -> str:
 
 
 def _abundance_maps(result: UnmixResult) -> str:
-    A = np.asarray(result.abundances, dtype=np.float64)
+    A = result.abundances
     count = len(result.endmember_names)
     figures = []
     for i, name in enumerate(result.endmember_names):
@@ -131,7 +131,7 @@ def _error_section(result: UnmixResult) -> str:
                    for label, key in (("mean", "mean_rad"), ("median", "median_rad"),
                                       ("95th percentile", "p95_rad"), ("maximum", "max_rad")))
     top = stats["max_rad"] if stats["max_rad"] > 0 else 1.0
-    png = map_png(np.asarray(result.error, dtype=np.float64), named_colourmap(ERROR_RAMP), 0.0, top, "angle (rad)")
+    png = map_png(result.error, named_colourmap(ERROR_RAMP), 0.0, top, "angle (rad)")
     return (f"<p>The spectral angle between each pixel and its reconstruction from the endmembers and "
             f"abundances, over {stats['pixels']} valid pixels: small means well explained.</p>"
             f"<div class=\"maps\"><table><tr><th></th><th>radians</th><th>degrees</th></tr>{rows}</table>"

@@ -29,28 +29,31 @@ def pixel_area(scene: Scene) -> Optional[float]:
 def endmember_summary(scene: Scene, result: UnmixResult) -> List[dict]:
     """One entry per endmember: name, mean fraction, pixels (and square metres) where it has the
     largest fraction, and the mean reconstruction angle there."""
-    A = np.asarray(result.abundances, dtype=np.float64)
-    error = np.asarray(result.error, dtype=np.float64)
-    valid = np.isfinite(A).all(axis=0)
-    dominant = np.argmax(np.where(valid, A, -np.inf), axis=0)
+    from ..io.outputs import DOMINANT_NODATA, dominant_endmember
+
+    A, error = result.abundances, result.error                # float32; no float64 copy of the stack
+    classes = dominant_endmember(A)
+    valid = classes != DOMINANT_NODATA
+    finite_error = np.isfinite(error)
     area = pixel_area(scene)
     rows = []
     for i, name in enumerate(result.endmember_names):
-        where = valid & (dominant == i)
-        fits = error[where & np.isfinite(error)]
-        rows.append({"name": name, "mean_fraction": float(A[i][valid].mean()) if valid.any() else None,
+        where = classes == i + 1
+        fits = error[where & finite_error]
+        rows.append({"name": name, "mean_fraction": float(A[i][valid].mean(dtype=np.float64)) if valid.any() else None,
                      "dominant_pixels": int(where.sum()),
                      "dominant_area_m2": None if area is None else float(where.sum() * area),
-                     "mean_error_where_dominant_rad": float(fits.mean()) if fits.size else None})
+                     "mean_error_where_dominant_rad": float(fits.mean(dtype=np.float64)) if fits.size else None})
     return rows
 
 
 def error_statistics(error: np.ndarray) -> Optional[dict]:
     """Mean, median, 95th percentile and maximum of the per-pixel reconstruction angle (radians) over
     the valid pixels, with their count; None when no pixel has one."""
-    values = np.asarray(error, dtype=np.float64)
-    values = values[np.isfinite(values)]
+    values = np.asarray(error)
+    values = values[np.isfinite(values)].astype(np.float64)   # the valid pixels only (not the nodata)
     if values.size == 0:
         return None
-    return {"mean_rad": float(values.mean()), "median_rad": float(np.median(values)),
-            "p95_rad": float(np.percentile(values, 95)), "max_rad": float(values.max()), "pixels": int(values.size)}
+    median, p95 = np.percentile(values, [50, 95], overwrite_input=True)
+    return {"mean_rad": float(values.mean()), "median_rad": float(median),
+            "p95_rad": float(p95), "max_rad": float(values.max()), "pixels": int(values.size)}

@@ -45,7 +45,7 @@ def map_png(values: np.ndarray, cmap, vmin: float, vmax: float, label: str) -> b
     fig = Figure(figsize=(3.0, 2.4), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    image = ax.imshow(np.ma.masked_invalid(reduced(np.asarray(values, dtype=np.float64))), cmap=cmap,
+    image = ax.imshow(np.ma.masked_invalid(np.asarray(reduced(values), dtype=np.float64)), cmap=cmap,
                       vmin=vmin, vmax=vmax, interpolation="nearest")
     ax.set_xticks([])                    # a frame, no ticks: a zero fraction is white like the page
     ax.set_yticks([])

@@ -106,7 +106,9 @@ def estimate_scalable(n_bands: int, height: int, width: int, params: DFFNParams)
         tiles = (tile_pixels * n_bands * (F32 + 8) + kernel + tile_pixels * n_bands * F32 * 4
                  + tile_pixels * (n_bands + 2 * (128 + 64 + p)) * _INFER_ACTIVATION)
     held = n * (1 + (p + 1) * F32)
-    writing = n * F32 * 2
+    # the report's per-endmember summary, class raster and error statistics work one map at a time
+    # (measured: about 16 bytes a pixel, plus the plotting libraries)
+    writing = 64 * 1024 ** 2 + n * F32 * 4
     return {"held": held, "stages": {"scan": read, "fusion": fusion, "training": train, "tiles": tiles,
                                      "writing": writing}}
 
