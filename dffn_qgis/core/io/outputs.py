@@ -343,7 +343,7 @@ def dominant_endmember(abundances: np.ndarray) -> np.ndarray:
     for i in range(1, A.shape[0]):          # one map at a time: no copy of the stack (ties: the first)
         valid &= np.isfinite(A[i])
         larger = A[i] > best
-        best[larger] = A[i][larger]
+        np.copyto(best, A[i], where=larger)
         out[larger] = i + 1
     out[~valid] = DOMINANT_NODATA
     return out

@@ -219,10 +219,9 @@ class ScalableFusion:
         comb = self._combine(spec if self.spectral is not None else None,
                              spat if self.landmarks is not None else None, like=spec)
         self.fused_range = (float(comb.min()), float(comb.max()))
-        mean = torch.zeros(source.n_bands, dtype=torch.float64, device=device)
-        for name, weight, value_range in (("spec", self.w, self.spec_range), ("spat", 1.0 - self.w, self.spat_range)):
-            if sums[name] is not None and value_range[1] > value_range[0]:
-                mean += weight * (sums[name] / count - value_range[0]) / (value_range[1] - value_range[0])
+        # the min-max scalings are affine, so the mean enhanced spectrum is the terms' means combined
+        means = [None if sums[name] is None else sums[name] / count for name in ("spec", "spat")]
+        mean = self._combine(*means, like=torch.zeros(source.n_bands, dtype=torch.float64, device=device))
         self.fill = _scaled(mean.float()[:, None], self.fused_range)[:, 0].cpu().numpy()
 
 

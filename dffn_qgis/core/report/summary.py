@@ -54,6 +54,7 @@ def error_statistics(error: np.ndarray) -> Optional[dict]:
     values = values[np.isfinite(values)].astype(np.float64)   # the valid pixels only (not the nodata)
     if values.size == 0:
         return None
-    median, p95 = np.percentile(values, [50, 95], overwrite_input=True)
-    return {"mean_rad": float(values.mean()), "median_rad": float(median),
-            "p95_rad": float(p95), "max_rad": float(values.max()), "pixels": int(values.size)}
+    mean, largest = float(values.mean()), float(values.max())
+    median, p95 = np.percentile(values, [50, 95], overwrite_input=True)        # reorders ``values``
+    return {"mean_rad": mean, "median_rad": float(median), "p95_rad": float(p95), "max_rad": largest,
+            "pixels": int(values.size)}
