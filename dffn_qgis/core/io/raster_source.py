@@ -3,7 +3,8 @@ whole image, without ever holding the whole image.
 
 :class:`RasterSource` reads a GDAL raster window by window. Opening it makes one pass over the
 file (a second one when bands turn out to hold no valid value) to find the valid pixels, the
-divisor that brings the largest valid value to 1 and the notes the log shows; afterwards only
+divisor that brings the largest valid value to 1 and the notes the log shows (and whatever
+statistic of the whole image ``scan_with`` gathers, e.g. the fusion's band moments); afterwards only
 the validity mask (one byte per pixel) and the metadata stay in memory. :class:`ArraySource`
 gives an in-memory :class:`Scene` the same interface.
 """
@@ -65,8 +66,13 @@ class RasterSource(ArraySource):
     """A GDAL raster read window by window; ``scene`` holds its metadata and validity, no data."""
 
     def __init__(self, path, bands: Optional[Sequence[int]] = None, use_bbl: bool = True,
-                 monitor: Optional[Monitor] = None):
+                 monitor: Optional[Monitor] = None, scan_with=None):
+        """``scan_with``: an object that also sees every block of valid pixels of the scan, so that
+        a statistic of the whole image costs no read of its own: ``start(n_bands)``, then
+        ``update(values)`` per block (L x n, before the divisor), then ``finish(divisor)``
+        (e.g. :class:`~dffn_qgis.core.method.ffm_scalable.BandMoments`)."""
         monitor = as_monitor(monitor)
+        self._scan_with = scan_with
         self.path = os.fspath(path)
         self._ds = open_raster(self.path)
         ds = self._ds
@@ -83,6 +89,8 @@ class RasterSource(ArraySource):
             numbers = [b for b in numbers if b not in set(empty)]
             stats = self._stats(numbers, monitor.sub(0.9, 1.0))
         self.divisor = unit_max_divisor(stats["vmin"], stats["vmax"], stats["n_valid"] > 0, self.path)
+        if scan_with is not None:
+            scan_with.finish(self.divisor)
         self._numbers = numbers
         self._pixel_notes(stats, notes)
 
@@ -141,6 +149,8 @@ class RasterSource(ArraySource):
         step = max(1, (height * width) // _SAMPLE_PIXELS)
         sample, offset = [], 0
         total = sum(1 for _ in windows(height, width))
+        if self._scan_with is not None:
+            self._scan_with.start(len(numbers))
         for k, (row0, col0, rows, cols) in enumerate(windows(height, width)):
             monitor.check()
             cube, nodata, nonfinite, masked, band_has_valid = self._raw_window(numbers, row0, col0, rows, cols)
@@ -154,6 +164,8 @@ class RasterSource(ArraySource):
             valid[row0:row0 + rows, col0:col0 + cols] = ok
             if ok.any():
                 values = cube[:, ok]
+                if self._scan_with is not None:
+                    self._scan_with.update(values)
                 vmin, vmax = min(vmin, float(values.min())), max(vmax, float(values.max()))
                 negative = values < 0
                 if negative.any():

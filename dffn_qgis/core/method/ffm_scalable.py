@@ -4,26 +4,26 @@ The enhanced spectrum of a pixel depends on the whole image only through a few g
 quantities; once they are known, any block of pixels can be enhanced on its own:
 
 * the spectral term ``S_B @ y`` needs the L x L band similarity, computed exactly from the
-  band Gram matrix of all valid pixels (one streaming pass), with the band distances scaled to
-  ``spectral_pixels`` (see :mod:`dffn_qgis.core.method.ffm`);
+  band Gram matrix of all valid pixels (:class:`BandMoments`, which the raster's scan carries, so
+  no pass of its own), with the band distances scaled to ``spectral_pixels`` (see
+  :mod:`dffn_qgis.core.method.ffm`);
 * the spatial term ``(Y @ S_P)[:, j] = sum_i y_i exp(-||y_i - y_j||^2)`` is approximated with the
-  Nystroem method on ``m`` landmark pixels ``Z`` drawn at random from the valid pixels:
-  ``Y @ S_P ~ (Y @ K_nm) @ inv(K_mm + eps I) @ K_mn``. ``Y @ K_nm`` (L x m) is one streaming pass;
-  afterwards a pixel costs ``m`` kernel values. The error is measured during the run: the exact
-  term of ``CHECK_PIXELS`` random pixels is accumulated in the same pass and compared with the
-  approximation; while the relative error exceeds ``ffm_tolerance`` the landmarks are doubled
-  (nested, so only the new ones cost a pass), up to ``MAX_LANDMARK_FACTOR`` times the first try;
-* the three min-max normalisations take the minimum and maximum over all valid pixels, in one
-  more pass: the two terms' ranges directly; the range of their weighted sum from the few value
-  pairs of each window that can hold its extremes whatever the weights (``_corner_pairs``); the
-  mean enhanced spectrum, which invalid pixels get as in the exact path, from the terms' per-band
-  sums (it is linear in them).
+  Nystroem method on ``m`` landmark pixels ``Z`` drawn at random from the valid pixels (the same
+  :class:`BandMoments` keeps a uniform sample): ``Y @ S_P ~ (Y @ K_nm) @ inv(K_mm + eps I) @ K_mn``.
+  ``Y @ K_nm`` (L x m) is one streaming pass; afterwards a pixel costs ``m`` kernel values. The
+  error is measured during the run: the exact term of ``CHECK_PIXELS`` random pixels is
+  accumulated in the same pass and compared with the approximation; while the relative error
+  exceeds ``ffm_tolerance`` the landmarks are doubled (nested, so only the new ones cost a pass),
+  up to ``MAX_LANDMARK_FACTOR`` times the first try;
+* the three min-max normalisations are fixed on the pixels the network trains on
+  (:meth:`ScalableFusion.normalise`), as the exact path fixes them on the image it trains on:
+  a pass over every pixel only for them would cost as much as the spatial term's passes.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Iterator, Optional
+from dataclasses import dataclass, field
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -64,6 +64,63 @@ def _kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.exp_(-_sq_distances(a, b))
 
 
+class BandMoments:
+    """The band Gram matrix (``Y @ Y.T``, L x L, float64) of the valid pixels and a uniform random
+    sample of ``sample_size`` of them, from blocks of pixels streamed once, in any blocking: each
+    pixel draws a random key (one seeded stream) and the sample is the pixels with the smallest
+    keys, in key order (so already shuffled). Any pass that sees every valid pixel can carry it:
+    the raster's scan does (``RasterSource(scan_with=...)``), which spares the fusion a pass.
+
+    ``start(n_bands)``, ``update(values)`` per block (L x n), ``finish(divisor)``: the values seen
+    are divided by ``divisor`` (the scan sees them before the scaling is known)."""
+
+    def __init__(self, sample_size: int, seed: int):
+        self.sample_size, self.seed = int(sample_size), seed
+        self.gram: Optional[np.ndarray] = None
+        self.sample: Optional[np.ndarray] = None     # L x k float32, after finish()
+        self.count = 0
+
+    @classmethod
+    def for_params(cls, params: DFFNParams) -> "BandMoments":
+        """Sized for the most landmarks the fusion may use, plus its check pixels."""
+        return cls(min(MAX_LANDMARKS, params.landmarks * MAX_LANDMARK_FACTOR) + CHECK_PIXELS, params.seed)
+
+    def start(self, n_bands: int) -> None:
+        self.gram = np.zeros((n_bands, n_bands), dtype=np.float64)
+        self.count = 0
+        self._rng = np.random.default_rng(self.seed)
+        self._keys = np.zeros(0)
+        self._kept = np.zeros((n_bands, 0), dtype=np.float32)
+        self.sample = None
+
+    def update(self, values: np.ndarray) -> None:
+        values = np.asarray(values, dtype=np.float32)
+        n = values.shape[1]
+        if n == 0:
+            return
+        self.gram += values @ values.T
+        self.count += n
+        keys = self._rng.random(n)
+        if self._keys.size >= self.sample_size:
+            take = np.flatnonzero(keys < self._keys.max())
+            if take.size == 0:
+                return
+            keys, values = keys[take], values[:, take]
+        keys = np.concatenate([self._keys, keys])
+        kept = np.concatenate([self._kept, values], axis=1)
+        if keys.size > self.sample_size:
+            best = np.argpartition(keys, self.sample_size - 1)[:self.sample_size]
+            keys, kept = keys[best], kept[:, best]
+        self._keys, self._kept = keys, kept
+
+    def finish(self, divisor: float = 1.0) -> "BandMoments":
+        order = np.argsort(self._keys, kind="stable")
+        self.sample = np.ascontiguousarray(self._kept[:, order] / np.float32(divisor))
+        self.gram /= float(divisor) ** 2
+        del self._keys, self._kept
+        return self
+
+
 @dataclass
 class ScalableFusion:
     """What it takes to enhance any block of pixels (L x n) as the FFM does on the whole image."""
@@ -78,6 +135,7 @@ class ScalableFusion:
     fill: Optional[np.ndarray] = None       # mean enhanced spectrum (L,)
     relative_error: float = 0.0             # measured error of the spatial term (check pixels)
     n_landmarks: int = 0
+    extreme_centres: list = field(default_factory=list)     # (row, col) of the extreme pixels found
 
     # -- applying ------------------------------------------------------------------------------
     def raw_terms(self, Yb: torch.Tensor):
@@ -123,41 +181,40 @@ class ScalableFusion:
     # -- fitting -------------------------------------------------------------------------------
     @classmethod
     def fit(cls, source, params: DFFNParams, device: torch.device, n_valid: int,
-            monitor: Optional[Monitor] = None, extremes: int = 0) -> "ScalableFusion":
-        """Fit the fusion to ``source`` in a few streaming passes; with ``extremes``, the same passes
-        also find that many extreme pixels (``extreme_centres``: (row, col), most distinct first;
-        :mod:`~dffn_qgis.core.method.extreme_pixels`), with no read of their own."""
+            monitor: Optional[Monitor] = None, extremes: int = 0,
+            moments: Optional[BandMoments] = None) -> "ScalableFusion":
+        """Fit both terms to ``source``: ``moments`` (the band Gram matrix and a pixel sample, as
+        the raster's scan gathered them; computed here in a pass of its own when None), then the
+        spatial term's passes. With ``extremes``, the first of them also finds that many extreme
+        pixels (``extreme_centres``: (row, col), most distinct first;
+        :mod:`~dffn_qgis.core.method.extreme_pixels`). The normalisations are fixed afterwards,
+        on the pixels to train on (:meth:`normalise`)."""
         monitor = as_monitor(monitor)
         w = params.w
-        rng = np.random.default_rng(params.seed)
-        first = min(params.landmarks, n_valid)
-        most = min(n_valid, MAX_LANDMARKS, first * MAX_LANDMARK_FACTOR)
-        wanted = most + CHECK_PIXELS
-        keep = min(1.0, 1.5 * wanted / max(n_valid, 1))
-
-        # pass 1: band Gram matrix and a random sample of pixels (landmark and check candidates)
-        L = source.n_bands
-        gram = torch.zeros((L, L), dtype=torch.float64, device=device)
-        picks = []
-        for Yb in valid_blocks(source, device, monitor.sub(0.0, 0.25), "feature fusion: band similarity"):
-            gram += (Yb @ Yb.T).double()
-            chosen = np.flatnonzero(rng.random(Yb.shape[1]) < keep)
-            if chosen.size:
-                picks.append(Yb[:, torch.from_numpy(chosen).to(device)].T)
-        candidates = torch.cat(picks)[torch.from_numpy(rng.permutation(sum(len(p) for p in picks))).to(device)]
-        spectral = (spectral_kernel(gram, n_valid, params.spectral_pixels).float() if w > 0 else None)
-
+        if moments is None:
+            moments = BandMoments.for_params(params)
+            moments.start(source.n_bands)
+            for Yb in valid_blocks(source, torch.device("cpu"), monitor.sub(0.0, 0.2), "feature fusion: band similarity"):
+                moments.update(Yb.numpy())
+            moments.finish()
+            monitor = monitor.sub(0.2, 1.0)
+        gram = torch.from_numpy(moments.gram).to(device)
+        spectral = spectral_kernel(gram, n_valid, params.spectral_pixels).float() if w > 0 else None
         fusion = cls(w=w, spectral=spectral, landmarks=None, projection=None)
-        finder = SkewerExtremes(gram.cpu().numpy(), extremes, params.seed) if extremes else None
+        finder = SkewerExtremes(moments.gram, extremes, params.seed) if extremes else None
         if w < 1:
-            fusion._fit_spatial(source, candidates, first, most, params.ffm_tolerance, device,
-                                monitor.sub(0.25, 0.75))
-        fusion._fit_ranges(source, device, monitor.sub(0.75, 1.0), finder)
+            candidates = torch.from_numpy(moments.sample.T.copy()).to(device)
+            first = min(params.landmarks, n_valid)
+            most = min(n_valid, MAX_LANDMARKS, first * MAX_LANDMARK_FACTOR)
+            fusion._fit_spatial(source, candidates, first, most, params.ffm_tolerance, device, monitor, finder)
+        elif finder is not None:
+            for Yb, rows, cols in valid_blocks(source, torch.device("cpu"), monitor, "extreme pixels", positions=True):
+                finder.update(Yb.numpy(), rows, cols)
         fusion.extreme_centres = finder.pick(extremes) if finder is not None else []
         return fusion
 
     def _fit_spatial(self, source, candidates: torch.Tensor, first: int, most: int, tolerance: float,
-                     device: torch.device, monitor: Monitor) -> None:
+                     device: torch.device, monitor: Monitor, finder: Optional[SkewerExtremes] = None) -> None:
         n_check = min(CHECK_PIXELS, max(1, len(candidates) // 4))
         check = candidates[-n_check:]
         pool = candidates[:-n_check] if len(candidates) > n_check else candidates
@@ -172,7 +229,15 @@ class ScalableFusion:
             acc_check = (torch.zeros((source.n_bands, n_check), dtype=torch.float64, device=device)
                          if exact_check is None else None)
             label = f"feature fusion: spatial similarity, {m} landmarks"
-            for Yb in valid_blocks(source, device, monitor.sub(r / rounds, (r + 1) / rounds), label):
+            # the first pass also streams the pixels past the extreme-pixel finder
+            seen_by = finder if r == 0 else None
+            for block in valid_blocks(source, device, monitor.sub(r / rounds, (r + 1) / rounds), label,
+                                      positions=seen_by is not None):
+                if seen_by is not None:
+                    Yb, rows, cols = block
+                    seen_by.update(Yb.cpu().numpy(), rows, cols)
+                else:
+                    Yb = block
                 for part in _chunks(Yb):
                     acc += (part @ _kernel(part.T, new)).double()
                     if acc_check is not None:
@@ -190,86 +255,23 @@ class ScalableFusion:
                 break
             m = min(2 * m, most)
 
-    def _fit_ranges(self, source, device: torch.device, monitor: Monitor, finder=None) -> None:
-        """One pass: the ranges of both terms, their per-band sums (the mean enhanced spectrum is
-        linear in them) and, per window, the few (spectral, spatial) value pairs that can hold the
-        minimum or the maximum of their weighted sum whatever the two ranges turn out to be
-        (:func:`_corner_pairs`); the fused range is then taken over those pairs, with the same
-        arithmetic as :meth:`enhance`."""
-        lo = {"spec": math.inf, "spat": math.inf}
-        hi = {"spec": -math.inf, "spat": -math.inf}
-        sums = {"spec": None, "spat": None}
-        corners, count = [], 0
-        for Yb, rows, cols in valid_blocks(source, device, monitor, "feature fusion: normalising", positions=True):
-            if finder is not None:
-                finder.update(Yb.cpu().numpy(), rows, cols)
-            terms = dict(zip(("spec", "spat"), self.raw_terms(Yb)))
-            for name, term in terms.items():
-                if term is not None:
-                    lo[name], hi[name] = min(lo[name], float(term.min())), max(hi[name], float(term.max()))
-                    part = term.double().sum(dim=1)
-                    sums[name] = part if sums[name] is None else sums[name] + part
-            flat = [t.reshape(-1) if t is not None else torch.zeros(Yb.numel(), dtype=Yb.dtype, device=device)
-                    for t in terms.values()]
-            corners.append(_corner_pairs(*flat))
-            count += Yb.shape[1]
-        self.spec_range = (lo["spec"], hi["spec"])
-        self.spat_range = (lo["spat"], hi["spat"])
-        spec, spat = (torch.cat(c) for c in zip(*corners))
-        comb = self._combine(spec if self.spectral is not None else None,
-                             spat if self.landmarks is not None else None, like=spec)
-        self.fused_range = (float(comb.min()), float(comb.max()))
-        # the min-max scalings are affine, so the mean enhanced spectrum is the terms' means combined
-        means = [None if sums[name] is None else sums[name] / count for name in ("spec", "spat")]
-        mean = self._combine(*means, like=torch.zeros(source.n_bands, dtype=torch.float64, device=device))
-        self.fill = _scaled(mean.float()[:, None], self.fused_range)[:, 0].cpu().numpy()
-
-
-def _corner_pairs(s: torch.Tensor, p: torch.Tensor):
-    """Of the value pairs ``(s_i, p_i)``, those that can maximise or minimise ``a s + b p`` for
-    some ``a, b >= 0``: for the maximum, a pair whose ``s`` is below that of the pair with the
-    largest ``p`` is beaten by that pair in both values (and the same with the roles swapped), so
-    only the pairs at least as large as both in their own value are kept, and of those the ones no
-    other beats in both, reduced to their convex chain when many (:func:`_pareto`); the same for the
-    minimum. Returns the kept ``s`` and ``p`` (1-D)."""
-    kept_s, kept_p = [], []
-    for sign in (1.0, -1.0):
-        if sign > 0:
-            i, j = int(torch.argmax(s)), int(torch.argmax(p))
-            keep = (s >= s[j]) & (p >= p[i])
-        else:
-            i, j = int(torch.argmin(s)), int(torch.argmin(p))
-            keep = (s <= s[j]) & (p <= p[i])
-        ks, kp = _pareto(sign * s[keep], sign * p[keep])
-        kept_s.append(sign * ks)
-        kept_p.append(sign * kp)
-    return torch.cat(kept_s), torch.cat(kept_p)
-
-
-def _pareto(a: torch.Tensor, b: torch.Tensor):
-    """The pairs not beaten in both values (largest ``a`` first), reduced to their upper convex
-    chain when there are many (only its vertices can maximise a non-negative combination)."""
-    order = torch.argsort(a, descending=True, stable=True)
-    a, b = a[order], b[order]
-    best_before = torch.cummax(b, dim=0).values
-    front = torch.ones_like(a, dtype=torch.bool)
-    front[1:] = b[1:] > best_before[:-1]
-    a, b = a[front], b[front]
-    if a.numel() <= 64:
-        return a, b
-    pa, pb = a.double().tolist(), b.double().tolist()        # a decreasing, b increasing
-    chain = []
-    for k in range(len(pa)):
-        while len(chain) >= 2:
-            (x1, y1), (x2, y2) = (pa[chain[-2]], pb[chain[-2]]), (pa[chain[-1]], pb[chain[-1]])
-            # drop the middle point when it lies on or below the segment from the one before to this one
-            if (x2 - x1) * (pb[k] - y1) - (y2 - y1) * (pa[k] - x1) <= 0:
-                chain.pop()
-            else:
-                break
-        chain.append(k)
-    index = torch.tensor(chain, dtype=torch.long, device=a.device)
-    return a[index], b[index]
+    def normalise(self, blocks: Sequence[torch.Tensor]) -> None:
+        """Fix the three min-max normalisations on the pixels of ``blocks`` (L x n tensors: those
+        the network trains on), as the exact path fixes them on the image it trains on, and the
+        fill (the spectrum invalid pixels get) at those pixels' mean enhanced spectrum."""
+        terms = [self.raw_terms(Yb) for Yb in blocks if Yb.shape[1]]
+        if not terms:
+            raise ValueError("no valid pixel to fix the fusion's normalisation on")
+        spec = torch.cat([t[0] for t in terms], dim=1) if self.spectral is not None else None
+        spat = torch.cat([t[1] for t in terms], dim=1) if self.landmarks is not None else None
+        if spec is not None:
+            self.spec_range = (float(spec.min()), float(spec.max()))
+        if spat is not None:
+            self.spat_range = (float(spat.min()), float(spat.max()))
+        combined = self._combine(spec, spat, like=spec if spec is not None else spat)
+        self.fused_range = (float(combined.min()), float(combined.max()))
+        mean = combined.double().mean(dim=1, keepdim=True).float()
+        self.fill = _scaled(mean, self.fused_range)[:, 0].cpu().numpy()
 
 
 def _chunks(Yb: torch.Tensor):

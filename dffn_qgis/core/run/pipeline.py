@@ -14,6 +14,7 @@ from ..method.abundance_lsq import REFINED_NOTE, nnls
 from .config import DFFNParams
 from .device import resolve_device
 from ..method.ffm import fuse
+from ..method.ffm_scalable import BandMoments
 from .memory import describe, plan_memory, refuse
 from ..method.model import spectral_angle
 from ..io.outputs import OutputPlan, write_outputs
@@ -142,6 +143,17 @@ def unmix_scene(scene: Scene, params: DFFNParams, monitor: Optional[Monitor] = N
     return drive(ExactStrategy(scene), scene, params, monitor, memory_plan, count)
 
 
+def _windowed(scene: Optional[Scene], path: str, band_list, keep_bad_bands: bool, params: DFFNParams,
+              monitor: Monitor) -> Tuple[ArraySource, Optional[BandMoments]]:
+    """The image behind the window interface (``scene`` when already read) and, for a raster, the
+    fusion's band moments, which its scan gathers so that the scalable path needs no pass for them."""
+    if scene is not None:
+        return ArraySource(scene), None
+    moments = BandMoments.for_params(params)
+    return RasterSource(path, bands=band_list, use_bbl=not keep_bad_bands, monitor=monitor.sub(0.0, _READ),
+                        scan_with=moments), moments
+
+
 def choose_method(n_pixels: int, params: DFFNParams) -> str:
     """``exact`` or ``scalable``: the user's choice, or by image size for ``auto``."""
     if params.method != "auto":
@@ -218,28 +230,32 @@ def unmix_file(input_path: str, plan: OutputPlan, params: DFFNParams, bands: Opt
         cache_bytes = min(int(gdal.GetCacheMax()), height * width * ds.RasterCount * item)
         ds = None  # noqa: F841  (closes it)
     count = None
+    source = moments = None     # a raster scanned once serves the count and the scalable path
     if params.n_endmembers == 0:            # estimated before the memory plan, which depends on it
-        counted = (ArraySource(scene) if in_memory
-                   else RasterSource(path, bands=band_list, use_bbl=not keep_bad_bands, monitor=monitor.sub(0.0, _READ)))
+        source, moments = _windowed(scene if in_memory else None, path, band_list, keep_bad_bands, params, monitor)
         try:
-            params, count = resolve_count(params, counted, monitor.sub(0.0, _READ))
-        finally:
-            counted.close()
+            params, count = resolve_count(params, source, monitor.sub(0.0, _READ))
+        except BaseException:
+            source.close()
+            raise
     method, run_params, memory_plan = _planned(choose_method(height * width, params), n_bands, height, width,
                                                params, device, monitor, cache_bytes)
     if method == "exact":
+        if source is not None:
+            source.close()
         if not in_memory:
             scene = read_scene(path, bands=band_list, use_bbl=not keep_bad_bands, monitor=monitor.sub(0.0, _READ))
         t_read = time.perf_counter() - t0
         result = unmix_scene(scene, run_params, monitor.sub(_READ, _TRAIN), memory_plan=memory_plan, count=count)
     else:
-        source = (ArraySource(scene) if in_memory
-                  else RasterSource(path, bands=band_list, use_bbl=not keep_bad_bands, monitor=monitor.sub(0.0, _READ)))
+        if source is None:
+            source, moments = _windowed(scene if in_memory else None, path, band_list, keep_bad_bands, params,
+                                        monitor)
         scene = source.scene
         t_read = time.perf_counter() - t0
         try:
             result = unmix_source(source, run_params, monitor.sub(_READ, _TRAIN), memory_plan=memory_plan,
-                                  count=count)
+                                  count=count, moments=moments)
         finally:
             source.close()
     name_endmembers(result, scene, library, monitor)

@@ -25,7 +25,7 @@ import torch
 from ..method.abundance_lsq import REFINED_NOTE, nnls
 from .config import DFFNParams
 from ..errors import InputError
-from ..method.ffm_scalable import ScalableFusion
+from ..method.ffm_scalable import BandMoments, ScalableFusion
 from ..method.model import spectral_angle
 from .progress import Monitor
 from ..io.raster_source import windows
@@ -90,10 +90,12 @@ def _grid_windows(valid: np.ndarray, params: DFFNParams, count: int) -> List[Tup
 
 
 def training_batch(source, fusion: ScalableFusion, boxes, device: torch.device):
-    """The windows' enhanced images (B x L x h x w), their valid pixels' input (L x n) and indices."""
+    """The windows' enhanced images (B x L x h x w), their valid pixels' input (L x n) and indices;
+    the fusion's normalisation is fixed on these pixels first (:meth:`ScalableFusion.normalise`)."""
+    read = [source.read(*box) for box in boxes]
+    fusion.normalise([torch.from_numpy(np.ascontiguousarray(data[:, valid])).to(device) for data, valid in read])
     images, spectra, index = [], [], []
-    for k, (r0, c0, rows, cols) in enumerate(boxes):
-        data, valid = source.read(r0, c0, rows, cols)
+    for k, ((data, valid), (_, _, rows, cols)) in enumerate(zip(read, boxes)):
         images.append(fusion.enhance_window(data, valid, device))
         spectra.append(data[:, valid])
         index.append(k * rows * cols + np.flatnonzero(valid.ravel()))
@@ -203,8 +205,8 @@ class ScalableStrategy(Strategy):
     name = "scalable"
     fusion_share, training_share = 0.2, 0.85
 
-    def __init__(self, source):
-        self.source = source
+    def __init__(self, source, moments: Optional[BandMoments] = None):
+        self.source, self.moments = source, moments
         self.fusion = None
         self.boxes: List[Tuple[int, int, int, int]] = []
 
@@ -218,7 +220,7 @@ class ScalableStrategy(Strategy):
         scene = self.source.scene
         t0 = time.perf_counter()
         self.fusion = ScalableFusion.fit(self.source, params, device, scene.n_valid, monitor,
-                                         extremes=params.n_endmembers)
+                                         extremes=params.n_endmembers, moments=self.moments)
         t_ffm = time.perf_counter() - t0
         if params.w < 1:
             monitor.info(f"feature fusion with {self.fusion.n_landmarks} landmarks: measured relative error of "
@@ -254,6 +256,8 @@ class ScalableStrategy(Strategy):
 
 
 def unmix_source(source, params: DFFNParams, monitor: Optional[Monitor] = None,
-                 memory_plan: Optional[dict] = None, count=None) -> UnmixResult:
-    """Unmix ``source`` (an :class:`ArraySource` or :class:`RasterSource`) on the scalable path."""
-    return drive(ScalableStrategy(source), source.scene, params, monitor, memory_plan, count)
+                 memory_plan: Optional[dict] = None, count=None,
+                 moments: Optional[BandMoments] = None) -> UnmixResult:
+    """Unmix ``source`` (an :class:`ArraySource` or :class:`RasterSource`) on the scalable path;
+    ``moments``: the band moments the raster's scan gathered (``RasterSource(scan_with=...)``)."""
+    return drive(ScalableStrategy(source, moments), source.scene, params, monitor, memory_plan, count)

@@ -57,6 +57,7 @@ def test_approximate_fusion_stays_within_its_documented_bound(seed):
     Y = torch.from_numpy(scene.data.reshape(scene.n_bands, -1))
     params = params_for("fast", n_endmembers=3, landmarks=64, seed=seed)
     fusion = ScalableFusion.fit(ArraySource(scene), params, torch.device("cpu"), scene.n_valid)
+    fusion.normalise([Y])                 # as the exact path: normalised on the whole image
     # the error measured during the run on the check pixels is within the tolerance ...
     assert fusion.relative_error <= params.ffm_tolerance
     # ... and the error over all pixels is within twice it (the bound docs/METHOD.md states)
@@ -98,6 +99,12 @@ def test_spectral_term_does_not_vanish_on_large_images():
 # ---------------------------------------------------------------------------------------------
 # tiles
 
+def _fitted(scene, params):
+    fusion = ScalableFusion.fit(ArraySource(scene), params, torch.device("cpu"), scene.n_valid)
+    fusion.normalise([torch.from_numpy(np.ascontiguousarray(scene.data[:, scene.valid]))])
+    return fusion
+
+
 def _whole_image_abundances(model, fusion, scene):
     image = fusion.enhance_window(scene.data, scene.valid, torch.device("cpu"))
     with torch.no_grad():
@@ -109,7 +116,7 @@ def _whole_image_abundances(model, fusion, scene):
 def test_tiled_abundances_equal_the_whole_image_ones():
     scene = _scene(height=61, width=75)
     params = params_for("fast", n_endmembers=3, tile=32, seed=4, abundances="network")
-    fusion = ScalableFusion.fit(ArraySource(scene), params, torch.device("cpu"), scene.n_valid)
+    fusion = _fitted(scene, params)
     torch.manual_seed(0)
     model = DFFN(scene.n_bands, 3, 100).eval()
     whole = _whole_image_abundances(model, fusion, scene)
@@ -122,14 +129,14 @@ def test_tiled_abundances_equal_the_whole_image_ones():
         seams[:, max(0, edge - 6):edge + 6] = True
         seams[max(0, edge - 6):edge + 6, :] = True
     assert np.abs(tiled - whole)[:, ~seams].max() < 1e-5
-    assert np.abs(tiled - whole)[:, seams].max() < 1e-4     # float32 summation order only
+    assert np.abs(tiled - whole)[:, seams].max() < 2e-4     # float32 summation order only
     assert np.isfinite(predictor.error).all()
 
 
 def test_gpu_out_of_memory_splits_tiles_then_falls_back_to_the_cpu(monkeypatch):
     scene = _scene(height=70, width=70)
     params = params_for("fast", n_endmembers=3, tile=64, abundances="network")
-    fusion = ScalableFusion.fit(ArraySource(scene), params, torch.device("cpu"), scene.n_valid)
+    fusion = _fitted(scene, params)
     torch.manual_seed(0)
     model = DFFN(scene.n_bands, 3, 100).eval()
     E = np.full((scene.n_bands, 3), 0.5, np.float32)
@@ -254,3 +261,23 @@ def test_auto_method_turns_scalable_when_the_exact_method_does_not_fit(tmp_path,
     with pytest.raises(Exception, match="not enough memory"):
         unmix_file(image, plan_outputs(tmp_path / "out2", "in"), params)
     assert not (tmp_path / "out2").exists() or not any((tmp_path / "out2").iterdir())
+
+
+def test_a_raster_is_scanned_once_for_the_count_and_the_scalable_path(tif_with_holes, tmp_path, monkeypatch):
+    """With the count estimated (0 endmembers) the raster is scanned once, and the fusion takes its
+    band moments from that scan: its passes are the spatial term's only."""
+    from dffn_qgis.core.io import raster_source
+    from dffn_qgis.core.method import ffm_scalable
+    scans, labels = [], []
+    real_stats = raster_source.RasterSource._stats
+    monkeypatch.setattr(raster_source.RasterSource, "_stats",
+                        lambda self, *a, **k: scans.append(1) or real_stats(self, *a, **k))
+    real_blocks = ffm_scalable.valid_blocks
+    monkeypatch.setattr(ffm_scalable, "valid_blocks",
+                        lambda source, device, monitor, label, **k: labels.append(label) or real_blocks(
+                            source, device, monitor, label, **k))
+    params = params_for("fast", method="scalable", tile=32, train_windows=4, **{**QUICK, "n_endmembers": 0})
+    summary = unmix_file(str(tif_with_holes), plan_outputs(tmp_path, "holes"), params)
+    assert summary.record["method"] == "scalable" and summary.result.endmembers.shape[1] >= 1
+    assert len(scans) == 1
+    assert labels and all(label.startswith("feature fusion: spatial similarity") for label in labels)
