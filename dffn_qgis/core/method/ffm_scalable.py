@@ -15,9 +15,9 @@ quantities; once they are known, any block of pixels can be enhanced on its own:
   accumulated in the same pass and compared with the approximation; while the relative error
   exceeds ``ffm_tolerance`` the landmarks are doubled (nested, so only the new ones cost a pass),
   up to ``MAX_LANDMARK_FACTOR`` times the first try;
-* the three min-max normalisations are fixed on the pixels the network trains on
-  (:meth:`ScalableFusion.normalise`), as the exact path fixes them on the image it trains on:
-  a pass over every pixel only for them would cost as much as the spatial term's passes.
+* the three min-max normalisations take their ranges over the same uniform sample and the pixels
+  the network trains on (:meth:`ScalableFusion.normalise`): a pass over every pixel only for them
+  would cost as much as the spatial term's passes.
 """
 from __future__ import annotations
 
@@ -136,6 +136,7 @@ class ScalableFusion:
     relative_error: float = 0.0             # measured error of the spatial term (check pixels)
     n_landmarks: int = 0
     extreme_centres: list = field(default_factory=list)     # (row, col) of the extreme pixels found
+    sample: Optional[torch.Tensor] = None   # a uniform sample of the valid pixels (L x k), for :meth:`normalise`
 
     # -- applying ------------------------------------------------------------------------------
     def raw_terms(self, Yb: torch.Tensor):
@@ -172,7 +173,7 @@ class ScalableFusion:
 
     def to(self, device: torch.device) -> "ScalableFusion":
         """Move the fitted tensors to ``device`` (in place)."""
-        for name in ("spectral", "landmarks", "projection"):
+        for name in ("spectral", "landmarks", "projection", "sample"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value.to(device))
@@ -200,10 +201,11 @@ class ScalableFusion:
             monitor = monitor.sub(0.2, 1.0)
         gram = torch.from_numpy(moments.gram).to(device)
         spectral = spectral_kernel(gram, n_valid, params.spectral_pixels).float() if w > 0 else None
-        fusion = cls(w=w, spectral=spectral, landmarks=None, projection=None)
+        fusion = cls(w=w, spectral=spectral, landmarks=None, projection=None,
+                     sample=torch.from_numpy(moments.sample).to(device))
         finder = SkewerExtremes(moments.gram, extremes, params.seed) if extremes else None
         if w < 1:
-            candidates = torch.from_numpy(moments.sample.T.copy()).to(device)
+            candidates = fusion.sample.T.contiguous()
             first = min(params.landmarks, n_valid)
             most = min(n_valid, MAX_LANDMARKS, first * MAX_LANDMARK_FACTOR)
             fusion._fit_spatial(source, candidates, first, most, params.ffm_tolerance, device, monitor, finder)
@@ -255,13 +257,16 @@ class ScalableFusion:
                 break
             m = min(2 * m, most)
 
-    def normalise(self, blocks: Sequence[torch.Tensor]) -> None:
-        """Fix the three min-max normalisations on the pixels of ``blocks`` (L x n tensors: those
-        the network trains on), as the exact path fixes them on the image it trains on, and the
-        fill (the spectrum invalid pixels get) at those pixels' mean enhanced spectrum."""
-        terms = [self.raw_terms(Yb) for Yb in blocks if Yb.shape[1]]
-        if not terms:
+    def normalise(self, sample: torch.Tensor, also: Sequence[torch.Tensor] = ()) -> None:
+        """Fix the three min-max normalisations on ``sample`` (L x n: a uniform sample of the
+        image's valid pixels, standing for the image the exact path normalises over) and the pixels
+        of ``also`` (the training windows, which hold the image's extreme pixels: every value the
+        network trains on is then within [0, 1]), and the fill (the spectrum invalid pixels get) at
+        the sample's mean enhanced spectrum: the image-wide ranges and mean, without a pass."""
+        blocks = [sample] + [Yb for Yb in also if Yb.shape[1]]
+        if not sample.shape[1]:
             raise ValueError("no valid pixel to fix the fusion's normalisation on")
+        terms = [self.raw_terms(Yb) for Yb in blocks]
         spec = torch.cat([t[0] for t in terms], dim=1) if self.spectral is not None else None
         spat = torch.cat([t[1] for t in terms], dim=1) if self.landmarks is not None else None
         if spec is not None:
@@ -270,7 +275,7 @@ class ScalableFusion:
             self.spat_range = (float(spat.min()), float(spat.max()))
         combined = self._combine(spec, spat, like=spec if spec is not None else spat)
         self.fused_range = (float(combined.min()), float(combined.max()))
-        mean = combined.double().mean(dim=1, keepdim=True).float()
+        mean = combined[:, :sample.shape[1]].double().mean(dim=1, keepdim=True).float()
         self.fill = _scaled(mean, self.fused_range)[:, 0].cpu().numpy()
 
 

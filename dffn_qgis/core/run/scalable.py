@@ -91,9 +91,11 @@ def _grid_windows(valid: np.ndarray, params: DFFNParams, count: int) -> List[Tup
 
 def training_batch(source, fusion: ScalableFusion, boxes, device: torch.device):
     """The windows' enhanced images (B x L x h x w), their valid pixels' input (L x n) and indices;
-    the fusion's normalisation is fixed on these pixels first (:meth:`ScalableFusion.normalise`)."""
+    the fusion's normalisation is fixed first, on its sample and these pixels
+    (:meth:`ScalableFusion.normalise`)."""
     read = [source.read(*box) for box in boxes]
-    fusion.normalise([torch.from_numpy(np.ascontiguousarray(data[:, valid])).to(device) for data, valid in read])
+    fusion.normalise(fusion.sample,
+                     also=[torch.from_numpy(np.ascontiguousarray(data[:, valid])).to(device) for data, valid in read])
     images, spectra, index = [], [], []
     for k, ((data, valid), (_, _, rows, cols)) in enumerate(zip(read, boxes)):
         images.append(fusion.enhance_window(data, valid, device))

@@ -1,5 +1,6 @@
 """The scalable fusion's global quantities: the band moments (streamed once, in any blocking, or by
-the raster's scan), the extreme pixels and the normalisation fixed on the training pixels."""
+the raster's scan), the extreme pixels and the normalisation fixed on a sample and the training
+pixels."""
 import numpy as np
 import pytest
 import torch
@@ -75,25 +76,39 @@ def test_the_raster_scan_gathers_the_same_moments_as_a_pass_over_the_scene(tmp_p
 
 
 @pytest.mark.parametrize("w", [0.5, 0.0, 1.0])
-def test_normalisation_is_fixed_on_the_given_pixels(w):
-    """The given pixels' enhanced spectra span [0, 1] exactly and the fill is their mean; other
-    pixels are scaled the same way."""
+def test_normalisation_is_fixed_on_the_sample_and_the_training_pixels(w):
+    """The sample's and the training pixels' enhanced spectra span [0, 1] exactly, the fill is the
+    sample's mean enhanced spectrum, and any other pixel gets the same affine map."""
     scene = scalable_scene(height=60, width=40)
     params = params_for("fast", n_endmembers=3, landmarks=32, w=w)
     fusion = ScalableFusion.fit(ArraySource(scene), params, torch.device("cpu"), scene.n_valid)
+    assert fusion.sample.shape == (scene.n_bands, min(scene.n_valid, 32 * 8 + 64))
     Y = torch.from_numpy(np.ascontiguousarray(scene.data.reshape(scene.n_bands, -1)))
-    train = [Y[:, :500], Y[:, 1000:1300]]
-    fusion.normalise(train)
-    enhanced = fusion.enhance(torch.cat(train, dim=1))
+    sample, train = Y[:, :500], [Y[:, 1000:1300], Y[:, 2000:2100]]
+    fusion.normalise(sample, also=train)
+    enhanced = fusion.enhance(torch.cat([sample] + train, dim=1))
     assert float(enhanced.min()) == pytest.approx(0.0, abs=1e-6)
     assert float(enhanced.max()) == pytest.approx(1.0, abs=1e-6)
-    np.testing.assert_allclose(fusion.fill, enhanced.double().mean(dim=1).numpy(), atol=1e-6)
-    # a pixel outside the training set gets the same affine map of its fused value
-    other = Y[:, 2000:2001]
+    np.testing.assert_allclose(fusion.fill, fusion.enhance(sample).double().mean(dim=1).numpy(), atol=1e-6)
+    other = Y[:, 2200:2201]
     lo, hi = fusion.fused_range
     torch.testing.assert_close(fusion.enhance(other), (fusion._combined(other) - lo) / (hi - lo))
     with pytest.raises(ValueError):
-        fusion.normalise([Y[:, :0]])
+        fusion.normalise(Y[:, :0], also=train)
+
+
+def test_sample_ranges_stay_close_to_the_whole_image_ones():
+    """Fixed on the fusion's own sample, the enhanced image is within a few hundredths of the one
+    normalised over every pixel (what the exact path does)."""
+    scene = scalable_scene(height=80, width=80)
+    params = params_for("fast", n_endmembers=3, landmarks=32)
+    fusion = ScalableFusion.fit(ArraySource(scene), params, torch.device("cpu"), scene.n_valid)
+    Y = torch.from_numpy(np.ascontiguousarray(scene.data.reshape(scene.n_bands, -1)))
+    fusion.normalise(Y)
+    whole, whole_fill = fusion.enhance(Y), fusion.fill.copy()
+    fusion.normalise(fusion.sample)
+    assert float((fusion.enhance(Y) - whole).abs().max()) < 0.05
+    np.testing.assert_allclose(fusion.fill, whole_fill, atol=0.05)
 
 
 def test_extreme_pixels_do_not_depend_on_the_spatial_term():

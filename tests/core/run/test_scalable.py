@@ -57,7 +57,7 @@ def test_approximate_fusion_stays_within_its_documented_bound(seed):
     Y = torch.from_numpy(scene.data.reshape(scene.n_bands, -1))
     params = params_for("fast", n_endmembers=3, landmarks=64, seed=seed)
     fusion = ScalableFusion.fit(ArraySource(scene), params, torch.device("cpu"), scene.n_valid)
-    fusion.normalise([Y])                 # as the exact path: normalised on the whole image
+    fusion.normalise(Y)                   # as the exact path: normalised on the whole image
     # the error measured during the run on the check pixels is within the tolerance ...
     assert fusion.relative_error <= params.ffm_tolerance
     # ... and the error over all pixels is within twice it (the bound docs/METHOD.md states)
@@ -101,7 +101,7 @@ def test_spectral_term_does_not_vanish_on_large_images():
 
 def _fitted(scene, params):
     fusion = ScalableFusion.fit(ArraySource(scene), params, torch.device("cpu"), scene.n_valid)
-    fusion.normalise([torch.from_numpy(np.ascontiguousarray(scene.data[:, scene.valid]))])
+    fusion.normalise(torch.from_numpy(np.ascontiguousarray(scene.data[:, scene.valid])))
     return fusion
 
 
