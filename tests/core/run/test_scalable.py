@@ -126,7 +126,7 @@ def test_tiled_abundances_equal_the_whole_image_ones():
         seams[:, max(0, edge - 6):edge + 6] = True
         seams[max(0, edge - 6):edge + 6, :] = True
     assert np.abs(tiled - whole)[:, ~seams].max() < 1e-5
-    assert np.abs(tiled - whole)[:, seams].max() < 1e-4     # float32 summation order only
+    assert np.abs(tiled - whole)[:, seams].max() < 2e-4     # float32 summation order only
     assert np.isfinite(predictor.error).all()
 
 
