@@ -15,18 +15,17 @@ quantities; once they are known, any block of pixels can be enhanced on its own:
   accumulated in the same pass and compared with the approximation; while the relative error
   exceeds ``ffm_tolerance`` the landmarks are doubled (nested, so only the new ones cost a pass),
   up to ``MAX_LANDMARK_FACTOR`` times the first try;
-* the three min-max normalisations take the minimum and maximum over all valid pixels, in one
-  more pass: the two terms' ranges directly; the range of their weighted sum from the few value
-  pairs of each window that can hold its extremes whatever the weights (``_corner_pairs``); the
-  mean enhanced spectrum, which invalid pixels get as in the exact path, from the terms' per-band
-  sums (it is linear in them). (Ranges taken over a sample and the training windows instead, to
-  save this pass, trained worse on the generated 1000 x 1000 scene: docs/BENCHMARKS.md.)
+* the three min-max normalisations are fixed on the pixels the network trains on
+  (:meth:`ScalableFusion.normalise`), as the exact path fixes them on the image it trains on:
+  a pass over every pixel only for them would cost as much as one of the spatial term's passes
+  (fixed on every pixel, on a sample or on the windows, the trained endmembers differed by
+  seed-to-seed scatter only: docs/BENCHMARKS.md).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -190,7 +189,8 @@ class ScalableFusion:
         the raster's scan gathered them; computed here in a pass of its own when None), then the
         spatial term's passes. With ``extremes``, the first of them also finds that many extreme
         pixels (``extreme_centres``: (row, col), most distinct first;
-        :mod:`~dffn_qgis.core.method.extreme_pixels`); then the normalising pass."""
+        :mod:`~dffn_qgis.core.method.extreme_pixels`). The normalisations are fixed afterwards,
+        on the pixels to train on (:meth:`normalise`)."""
         monitor = as_monitor(monitor)
         w = params.w
         if moments is None:
@@ -208,10 +208,10 @@ class ScalableFusion:
             candidates = torch.from_numpy(moments.sample.T.copy()).to(device)
             first = min(params.landmarks, n_valid)
             most = min(n_valid, MAX_LANDMARKS, first * MAX_LANDMARK_FACTOR)
-            fusion._fit_spatial(source, candidates, first, most, params.ffm_tolerance, device,
-                                monitor.sub(0.0, 0.7), finder)
-        # without a spatial term the finder streams with the normalising pass
-        fusion._fit_ranges(source, device, monitor.sub(0.7 if w < 1 else 0.0, 1.0), finder if w >= 1 else None)
+            fusion._fit_spatial(source, candidates, first, most, params.ffm_tolerance, device, monitor, finder)
+        elif finder is not None:
+            for Yb, rows, cols in valid_blocks(source, torch.device("cpu"), monitor, "extreme pixels", positions=True):
+                finder.update(Yb.numpy(), rows, cols)
         fusion.extreme_centres = finder.pick(extremes) if finder is not None else []
         return fusion
 
@@ -257,87 +257,23 @@ class ScalableFusion:
                 break
             m = min(2 * m, most)
 
-    def _fit_ranges(self, source, device: torch.device, monitor: Monitor,
-                    finder: Optional[SkewerExtremes] = None) -> None:
-        """One pass: the ranges of both terms, their per-band sums (the mean enhanced spectrum is
-        linear in them) and, per window, the few (spectral, spatial) value pairs that can hold the
-        minimum or the maximum of their weighted sum whatever the two ranges turn out to be
-        (:func:`_corner_pairs`); the fused range is then taken over those pairs, with the same
-        arithmetic as :meth:`enhance`."""
-        lo = {"spec": math.inf, "spat": math.inf}
-        hi = {"spec": -math.inf, "spat": -math.inf}
-        sums = {"spec": None, "spat": None}
-        corners, count = [], 0
-        for Yb, rows, cols in valid_blocks(source, device, monitor, "feature fusion: normalising", positions=True):
-            if finder is not None:
-                finder.update(Yb.cpu().numpy(), rows, cols)
-            terms = dict(zip(("spec", "spat"), self.raw_terms(Yb)))
-            for name, term in terms.items():
-                if term is not None:
-                    lo[name], hi[name] = min(lo[name], float(term.min())), max(hi[name], float(term.max()))
-                    part = term.double().sum(dim=1)
-                    sums[name] = part if sums[name] is None else sums[name] + part
-            flat = [t.reshape(-1) if t is not None else torch.zeros(Yb.numel(), dtype=Yb.dtype, device=device)
-                    for t in terms.values()]
-            corners.append(_corner_pairs(*flat))
-            count += Yb.shape[1]
-        self.spec_range = (lo["spec"], hi["spec"])
-        self.spat_range = (lo["spat"], hi["spat"])
-        spec, spat = (torch.cat(c) for c in zip(*corners))
-        comb = self._combine(spec if self.spectral is not None else None,
-                             spat if self.landmarks is not None else None, like=spec)
-        self.fused_range = (float(comb.min()), float(comb.max()))
-        # the min-max scalings are affine, so the mean enhanced spectrum is the terms' means combined
-        means = [None if sums[name] is None else sums[name] / count for name in ("spec", "spat")]
-        mean = self._combine(*means, like=torch.zeros(source.n_bands, dtype=torch.float64, device=device))
-        self.fill = _scaled(mean.float()[:, None], self.fused_range)[:, 0].cpu().numpy()
-
-
-def _corner_pairs(s: torch.Tensor, p: torch.Tensor):
-    """Of the value pairs ``(s_i, p_i)``, those that can maximise or minimise ``a s + b p`` for
-    some ``a, b >= 0``: for the maximum, a pair whose ``s`` is below that of the pair with the
-    largest ``p`` is beaten by that pair in both values (and the same with the roles swapped), so
-    only the pairs at least as large as both in their own value are kept, and of those the ones no
-    other beats in both, reduced to their convex chain when many (:func:`_pareto`); the same for the
-    minimum. Returns the kept ``s`` and ``p`` (1-D)."""
-    kept_s, kept_p = [], []
-    for sign in (1.0, -1.0):
-        if sign > 0:
-            i, j = int(torch.argmax(s)), int(torch.argmax(p))
-            keep = (s >= s[j]) & (p >= p[i])
-        else:
-            i, j = int(torch.argmin(s)), int(torch.argmin(p))
-            keep = (s <= s[j]) & (p <= p[i])
-        ks, kp = _pareto(sign * s[keep], sign * p[keep])
-        kept_s.append(sign * ks)
-        kept_p.append(sign * kp)
-    return torch.cat(kept_s), torch.cat(kept_p)
-
-
-def _pareto(a: torch.Tensor, b: torch.Tensor):
-    """The pairs not beaten in both values (largest ``a`` first), reduced to their upper convex
-    chain when there are many (only its vertices can maximise a non-negative combination)."""
-    order = torch.argsort(a, descending=True, stable=True)
-    a, b = a[order], b[order]
-    best_before = torch.cummax(b, dim=0).values
-    front = torch.ones_like(a, dtype=torch.bool)
-    front[1:] = b[1:] > best_before[:-1]
-    a, b = a[front], b[front]
-    if a.numel() <= 64:
-        return a, b
-    pa, pb = a.double().tolist(), b.double().tolist()        # a decreasing, b increasing
-    chain = []
-    for k in range(len(pa)):
-        while len(chain) >= 2:
-            (x1, y1), (x2, y2) = (pa[chain[-2]], pb[chain[-2]]), (pa[chain[-1]], pb[chain[-1]])
-            # drop the middle point when it lies on or below the segment from the one before to this one
-            if (x2 - x1) * (pb[k] - y1) - (y2 - y1) * (pa[k] - x1) <= 0:
-                chain.pop()
-            else:
-                break
-        chain.append(k)
-    index = torch.tensor(chain, dtype=torch.long, device=a.device)
-    return a[index], b[index]
+    def normalise(self, blocks: Sequence[torch.Tensor]) -> None:
+        """Fix the three min-max normalisations on the pixels of ``blocks`` (L x n tensors: those
+        the network trains on), as the exact path fixes them on the image it trains on, and the
+        fill (the spectrum invalid pixels get) at those pixels' mean enhanced spectrum."""
+        terms = [self.raw_terms(Yb) for Yb in blocks if Yb.shape[1]]
+        if not terms:
+            raise ValueError("no valid pixel to fix the fusion's normalisation on")
+        spec = torch.cat([t[0] for t in terms], dim=1) if self.spectral is not None else None
+        spat = torch.cat([t[1] for t in terms], dim=1) if self.landmarks is not None else None
+        if spec is not None:
+            self.spec_range = (float(spec.min()), float(spec.max()))
+        if spat is not None:
+            self.spat_range = (float(spat.min()), float(spat.max()))
+        combined = self._combine(spec, spat, like=spec if spec is not None else spat)
+        self.fused_range = (float(combined.min()), float(combined.max()))
+        mean = combined.double().mean(dim=1, keepdim=True).float()
+        self.fill = _scaled(mean, self.fused_range)[:, 0].cpu().numpy()
 
 
 def _chunks(Yb: torch.Tensor):

@@ -90,10 +90,12 @@ def _grid_windows(valid: np.ndarray, params: DFFNParams, count: int) -> List[Tup
 
 
 def training_batch(source, fusion: ScalableFusion, boxes, device: torch.device):
-    """The windows' enhanced images (B x L x h x w), their valid pixels' input (L x n) and indices."""
+    """The windows' enhanced images (B x L x h x w), their valid pixels' input (L x n) and indices;
+    the fusion's normalisation is fixed on these pixels first (:meth:`ScalableFusion.normalise`)."""
+    read = [source.read(*box) for box in boxes]
+    fusion.normalise([torch.from_numpy(np.ascontiguousarray(data[:, valid])).to(device) for data, valid in read])
     images, spectra, index = [], [], []
-    for k, (r0, c0, rows, cols) in enumerate(boxes):
-        data, valid = source.read(r0, c0, rows, cols)
+    for k, ((data, valid), (_, _, rows, cols)) in enumerate(zip(read, boxes)):
         images.append(fusion.enhance_window(data, valid, device))
         spectra.append(data[:, valid])
         index.append(k * rows * cols + np.flatnonzero(valid.ravel()))

@@ -1,13 +1,12 @@
 """The scalable fusion's global quantities: the band moments (streamed once, in any blocking, or by
-the raster's scan), the normalisation in one pass (the pairs that can hold the fused extremes) and
-the extreme pixels."""
+the raster's scan), the extreme pixels and the normalisation fixed on the training pixels."""
 import numpy as np
 import pytest
 import torch
 from osgeo import gdal
 
 from dffn_qgis.core.io.raster_source import ArraySource, RasterSource
-from dffn_qgis.core.method.ffm_scalable import BandMoments, ScalableFusion, _corner_pairs
+from dffn_qgis.core.method.ffm_scalable import BandMoments, ScalableFusion
 from dffn_qgis.core.run.config import params_for
 
 from small_scenes import scalable_scene
@@ -75,48 +74,31 @@ def test_the_raster_scan_gathers_the_same_moments_as_a_pass_over_the_scene(tmp_p
     source.close()
 
 
-@pytest.mark.parametrize("kind", ["random", "correlated", "constant spectral", "ties", "many on the chain"])
-def test_the_kept_pairs_hold_the_extremes_of_every_non_negative_combination(kind):
-    g = torch.Generator().manual_seed(3)
-    n = 20000
-    s = torch.rand(n, generator=g)
-    p = torch.rand(n, generator=g)
-    if kind == "correlated":
-        p = 0.8 * s + 0.2 * p
-    elif kind == "constant spectral":
-        s = torch.zeros(n)
-    elif kind == "ties":
-        s, p = torch.round(s * 4) / 4, torch.round(p * 4) / 4
-    elif kind == "many on the chain":      # points on a quarter circle: every one is on the hull
-        angle = torch.rand(n, generator=g) * (np.pi / 2)
-        s, p = torch.cos(angle), torch.sin(angle)
-    ks, kp = _corner_pairs(s, p)
-    if kind != "many on the chain":
-        assert ks.numel() < n / 10
-    for a, b in [(1.0, 0.0), (0.0, 1.0), (0.5, 0.5), (0.9, 0.1), (1e-3, 1.0), (3.0, 7.0)]:
-        assert float((a * ks + b * kp).max()) == float((a * s + b * p).max())
-        assert float((a * ks + b * kp).min()) == float((a * s + b * p).min())
-
-
-@pytest.mark.parametrize("w", [0.5, 0.0, 1.0, 0.2])
-def test_one_pass_ranges_equal_those_of_all_the_enhanced_pixels(w):
-    """The fused range is the minimum and maximum over every valid pixel's weighted sum, and the
-    fill their mean, scaled, as when a second pass enhanced every pixel."""
-    scene = scalable_scene(height=300, width=40)         # two reading windows
-    scene.valid[100:140, 5:25] = False                   # and a hole
-    params = params_for("fast", n_endmembers=3, landmarks=64, w=w)
+@pytest.mark.parametrize("w", [0.5, 0.0, 1.0])
+def test_normalisation_is_fixed_on_the_given_pixels(w):
+    """The given pixels' enhanced spectra span [0, 1] exactly and the fill is their mean; other
+    pixels are scaled the same way."""
+    scene = scalable_scene(height=60, width=40)
+    params = params_for("fast", n_endmembers=3, landmarks=32, w=w)
     fusion = ScalableFusion.fit(ArraySource(scene), params, torch.device("cpu"), scene.n_valid)
-    Y = torch.from_numpy(np.ascontiguousarray(scene.data[:, scene.valid]))
-    combined = fusion._combined(Y)                       # every valid pixel, with the fitted term ranges
-    assert fusion.fused_range == (float(combined.min()), float(combined.max()))
-    mean = combined.double().mean(dim=1)
+    Y = torch.from_numpy(np.ascontiguousarray(scene.data.reshape(scene.n_bands, -1)))
+    train = [Y[:, :500], Y[:, 1000:1300]]
+    fusion.normalise(train)
+    enhanced = fusion.enhance(torch.cat(train, dim=1))
+    assert float(enhanced.min()) == pytest.approx(0.0, abs=1e-6)
+    assert float(enhanced.max()) == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(fusion.fill, enhanced.double().mean(dim=1).numpy(), atol=1e-6)
+    # a pixel outside the training set gets the same affine map of its fused value
+    other = Y[:, 2000:2001]
     lo, hi = fusion.fused_range
-    np.testing.assert_allclose(fusion.fill, ((mean - lo) / (hi - lo)).numpy(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(fusion.enhance(other), (fusion._combined(other) - lo) / (hi - lo))
+    with pytest.raises(ValueError):
+        fusion.normalise([Y[:, :0]])
 
 
 def test_extreme_pixels_do_not_depend_on_the_spatial_term():
-    """The finder streams with the spatial term's first pass, or with the normalising pass when there
-    is no spatial term (w = 1): it finds the same pixels either way."""
+    """The finder streams with the spatial term's first pass, or in a pass of its own when there is
+    no spatial term (w = 1): it finds the same pixels either way."""
     scene = scalable_scene(height=70, width=50)
     picks = []
     for w in (0.5, 1.0):
