@@ -234,7 +234,8 @@ def read_band_window(band, path: str, number: int, scale: float, offset: float, 
     hits = nodata_hits(raw, nodata)
     values = raw.astype(np.float64)
     if scale != 1.0 or offset != 0.0:
-        values = values * scale + offset
+        with np.errstate(over="ignore", invalid="ignore"):    # overflow gives Inf: flagged just below
+            values = values * scale + offset
     bad_values = ~np.isfinite(values) & ~hits
     _check_float32_range(values, hits | bad_values, path, number)
     values[hits | bad_values] = 0.0
