@@ -93,11 +93,11 @@ def training_batch(source, fusion: ScalableFusion, boxes, device: torch.device):
     """The windows' enhanced images (B x L x h x w), their valid pixels' input (L x n) and indices;
     the fusion's normalisation is fixed on these pixels first (:meth:`ScalableFusion.normalise`)."""
     read = [source.read(*box) for box in boxes]
-    fusion.normalise([torch.from_numpy(np.ascontiguousarray(data[:, valid])).to(device) for data, valid in read])
-    images, spectra, index = [], [], []
+    spectra = [np.ascontiguousarray(data[:, valid]) for data, valid in read]
+    fusion.normalise([torch.from_numpy(Y).to(device) for Y in spectra])
+    images, index = [], []
     for k, ((data, valid), (_, _, rows, cols)) in enumerate(zip(read, boxes)):
         images.append(fusion.enhance_window(data, valid, device))
-        spectra.append(data[:, valid])
         index.append(k * rows * cols + np.flatnonzero(valid.ravel()))
     return np.stack(images), np.concatenate(spectra, axis=1), np.concatenate(index)
 
