@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: setup demo test test-core test-qgis340 test-qgis344 bench bench-apply bench-batch bench-scenes bench-scale package install clean
+.PHONY: setup demo test test-core test-qgis340 test-qgis344 bench bench-apply bench-batch bench-count bench-scenes bench-scale package install clean
 
 setup:
 	@bash scripts/setup.sh
@@ -19,11 +19,16 @@ test-core: setup
 bench: setup
 	$(PY) scripts/bench.py
 	$(PY) scripts/bench_scenes.py
+	$(PY) scripts/bench_count.py
 	$(PY) scripts/bench_scale.py
 
 # every method on the 13 development scenes (hours on 2 cores; cached, so it can be done in parts)
 bench-scenes: setup
 	$(PY) scripts/bench_scenes.py $(ARGS)
+
+# the endmember count on 40 generated scenes not used to choose it (a few minutes)
+bench-count: setup
+	$(PY) scripts/bench_count.py
 
 bench-scale: setup
 	$(PY) scripts/bench_scale.py

@@ -109,10 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_unmix_options(u, count_required=True)
     u.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")
 
-    c = sub.add_parser("count", help="estimate the number of endmembers of a raster (HySime, HFC)",
-                       description="Estimate how many endmembers INPUT holds: HySime (signal subspace, noise "
-                                   "by regression across bands and from neighbouring pixels) and HFC virtual "
-                                   "dimensionality; prints both and the recommended count.")
+    c = sub.add_parser("count", help="estimate the number of endmembers of a raster (noise edge, HySime, HFC)",
+                       description="Estimate how many endmembers INPUT holds: the noise edge (eigenvalues "
+                                   "of the noise-whitened correlation matrix above the largest that noise "
+                                   "alone gives), HySime (signal subspace, noise by regression across bands "
+                                   "and from neighbouring pixels) and HFC virtual dimensionality; prints them "
+                                   "and the recommended count.")
     c.add_argument("input", metavar="INPUT", help="raster file (GeoTIFF, ENVI, VRT, ...) or MATLAB .mat file")
     c.add_argument("--bands", type=_band_list, default=None, metavar="LIST",
                    help="1-based bands to use (default: all except bands flagged bad)")

@@ -77,7 +77,7 @@ def test_count_prints_the_estimates_and_writes_its_report(tmp_path):
     res = cli("count", tif, "--json", "--report", tmp_path / "rep" / "count.html")
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
-    assert data["recommended"] == 4 and data["hysime"] == 4 and data["pixels_used"] > 1000
+    assert data["recommended"] == 4 and data["rmt"] == 4 and data["hysime"] == 4 and data["pixels_used"] > 1000
     assert (tmp_path / "rep" / "count.html").exists() and (tmp_path / "rep" / "count.png").stat().st_size > 1000
     assert "recommended 4" in cli("count", tif).stdout
 

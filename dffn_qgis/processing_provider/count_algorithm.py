@@ -1,4 +1,4 @@
-"""Processing algorithm ``dffn:countendmembers``: how many endmembers a raster holds (HySime, HFC)."""
+"""Processing algorithm ``dffn:countendmembers``: how many endmembers a raster holds (noise edge, HySime, HFC)."""
 from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputNumber,
@@ -18,6 +18,7 @@ class DFFNCountAlgorithm(DFFNAlgorithm):
     FAR = "FAR"
     REPORT = "REPORT"
     RECOMMENDED = "RECOMMENDED"
+    RMT = "RMT"
     HYSIME = "HYSIME"
     HYSIME_SPATIAL = "HYSIME_SPATIAL"
     HFC = "HFC"
@@ -29,21 +30,24 @@ class DFFNCountAlgorithm(DFFNAlgorithm):
         return _tr("Count endmembers")
 
     def tags(self):
-        return _tr("hyperspectral,unmixing,endmember,number,hysime,hfc,virtual dimensionality").split(",")
+        return _tr("hyperspectral,unmixing,endmember,number,hysime,hfc,virtual dimensionality,random matrix theory,rmt").split(",")
 
     def shortDescription(self):
-        return _tr("Estimates how many endmembers a hyperspectral raster holds (HySime and HFC).")
+        return _tr("Estimates how many endmembers a hyperspectral raster holds (noise edge, HySime and HFC).")
 
     def shortHelpString(self):
         return "\n".join([
             _tr("Estimates the number of endmembers (pure materials) of a hyperspectral raster, the value "
                 "to give DFFN Unmix (which also takes 0 to estimate it itself)."),
             "",
-            _tr("HySime finds the signal subspace: the eigenvectors whose signal power exceeds twice the "
-                "noise power. The noise is estimated twice, by regressing each band on the others and from "
-                "differences of neighbouring pixels; where the first count is more than twice the second "
-                "(smooth real spectra let the regression explain the noise away) the second is recommended. "
-                "HFC (virtual dimensionality) counts the eigenvalues of the correlation matrix that exceed "
+            _tr("Noise edge (random matrix theory, recommended): each band is divided by its noise level, "
+                "estimated by regressing the band on all the others, and the eigenvalues of the whitened "
+                "correlation matrix that rise above the largest one noise alone reaches (the Marchenko-Pastur "
+                "edge) are counted. HySime finds the signal subspace: the eigenvectors whose signal power "
+                "exceeds twice the noise power; it is run with the regression's noise and with the noise of "
+                "neighbouring pixels' differences. Where the noise-edge count is more than twice the "
+                "neighbour-noise HySime count (smooth real spectra let the regression explain the noise "
+                "away) the latter is recommended. HFC (virtual dimensionality) counts the eigenvalues of the correlation matrix that exceed "
                 "those of the covariance matrix at the false-alarm rate FAR."),
             "",
             _tr("Input raster: any raster GDAL reads; nodata pixels are left out; large rasters are read "
@@ -52,7 +56,7 @@ class DFFNCountAlgorithm(DFFNAlgorithm):
             _tr("False-alarm rate (FAR): of HFC's test, between 0 and 0.5; smaller counts fewer."),
             _tr("Report (REPORT): an HTML page with both curves (a PNG of the same name beside it)."),
             "",
-            _tr("Outputs RECOMMENDED, HYSIME, HYSIME_SPATIAL and HFC are numbers a model can use, for "
+            _tr("Outputs RECOMMENDED, RMT, HYSIME, HYSIME_SPATIAL and HFC are numbers a model can use, for "
                 "example as DFFN Unmix's number of endmembers."),
         ])
 
@@ -68,6 +72,7 @@ class DFFNCountAlgorithm(DFFNAlgorithm):
         report.setCreateByDefault(True)
         self.addParameter(report)
         for name, label in ((self.RECOMMENDED, "Recommended number of endmembers"),
+                            (self.RMT, "Noise edge, random matrix theory (noise by regression)"),
                             (self.HYSIME, "HySime (noise by regression)"),
                             (self.HYSIME_SPATIAL, "HySime (noise from neighbouring pixels)"),
                             (self.HFC, "HFC virtual dimensionality")):
@@ -86,5 +91,5 @@ class DFFNCountAlgorithm(DFFNAlgorithm):
         monitor = _ProgressBridge(feedback).monitor()
         estimate = self.run_service(lambda: service.count(input_path(layer), bands, far, report, monitor), None)
         feedback.pushInfo(estimate.describe())
-        return {self.RECOMMENDED: estimate.recommended, self.HYSIME: estimate.hysime,
+        return {self.RECOMMENDED: estimate.recommended, self.RMT: estimate.rmt, self.HYSIME: estimate.hysime,
                 self.HYSIME_SPATIAL: estimate.hysime_spatial, self.HFC: estimate.hfc, self.REPORT: report}

@@ -416,7 +416,7 @@ def test_count_endmembers_algorithm_gives_numbers_and_a_report(dffn_provider, tm
 
     tif = write_scene(tmp_path / "four.tif", seed=3, height=40, width=40, bands=60, endmembers=4)
     results = processing.run("dffn:countendmembers", {"INPUT": tif, "REPORT": str(tmp_path / "count.html")})
-    assert results["RECOMMENDED"] == 4 and results["HYSIME"] == 4
+    assert results["RECOMMENDED"] == 4 and results["RMT"] == 4 and results["HYSIME"] == 4
     assert isinstance(results["HFC"], int) and os.path.exists(str(tmp_path / "count.png"))
     assert "<html" in open(results["REPORT"], encoding="utf-8").read().lower()
 

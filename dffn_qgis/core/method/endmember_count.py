@@ -1,5 +1,14 @@
-"""How many endmembers: HySime and HFC virtual dimensionality, from the image alone.
+"""How many endmembers: a random-matrix count, HySime and HFC virtual dimensionality, from the image alone.
 
+* **Noise edge (random matrix theory)**, the recommended count: each band is divided by its noise
+  standard deviation (estimated by regression on all the other bands, its residual variance taken
+  over the residual degrees of freedom), and the eigenvalues of the whitened correlation matrix
+  are counted above the largest one that noise alone reaches, the Marchenko-Pastur edge
+  ``(1 + sqrt(L / n))^2`` for ``n`` pixels of ``L`` bands. A material whose signal variance is a
+  fraction of the noise's still clears that edge once enough pixels are seen, where HySime asks for
+  more signal than noise power in its direction; the idea is that of Cawse-Nicholson et al.
+  ("Determining the intrinsic dimension of a hyperspectral image using random matrix theory",
+  IEEE TIP 2013).
 * **HySime** (Bioucas-Dias and Nascimento, IEEE TGRS 2008): the noise of each band is estimated by
   regressing it on all the other bands; the signal subspace is then the set of eigenvectors of the
   signal correlation whose projected signal power exceeds twice the projected noise power (the
@@ -34,6 +43,7 @@ DEFAULT_FAR = 1e-3
 class CountEstimate:
     """Both estimates, the one recommended and the curves behind them (for the report)."""
 
+    rmt: int                        # eigenvalues above the noise edge (noise by regression)
     hysime: int                     # noise by regression across bands
     hysime_spatial: Optional[int]   # noise from differences of neighbouring pixels (None: no pairs)
     hfc: int
@@ -43,21 +53,25 @@ class CountEstimate:
     hysime_noise_power: np.ndarray = field(repr=False)      # projected noise power (x 2: the threshold)
     eigen_correlation: np.ndarray = field(repr=False)       # HFC: eigenvalues, largest first
     eigen_covariance: np.ndarray = field(repr=False)
+    eigen_whitened: np.ndarray = field(repr=False)          # noise-edge count: eigenvalues, largest first
+    noise_edge: float = 0.0                                 # the largest eigenvalue noise alone gives
     notes: List[str] = field(default_factory=list)
 
     @property
     def recommended_by(self) -> str:
-        if self.hysime_spatial is not None and self.hysime > 2 * max(self.hysime_spatial, 1):
+        """``rmt``; ``hysime-spatial`` where the regression has explained the noise away (smooth real
+        spectra): its count is more than twice the one with the noise of neighbouring pixels."""
+        if self.hysime_spatial is not None and self.rmt > 2 * max(self.hysime_spatial, 1):
             return "hysime-spatial"
-        return "hysime"
+        return "rmt"
 
     @property
     def recommended(self) -> int:
-        count = self.hysime_spatial if self.recommended_by == "hysime-spatial" else self.hysime
+        count = self.hysime_spatial if self.recommended_by == "hysime-spatial" else self.rmt
         return max(2, count)
 
     def to_dict(self) -> dict:
-        return {"hysime": self.hysime, "hysime_spatial": self.hysime_spatial, "hfc": self.hfc,
+        return {"rmt": self.rmt, "noise_edge": self.noise_edge, "hysime": self.hysime, "hysime_spatial": self.hysime_spatial, "hfc": self.hfc,
                 "hfc_false_alarm_rate": self.far, "recommended": self.recommended,
                 "recommended_by": self.recommended_by, "pixels_used": self.n_pixels, "notes": list(self.notes)}
 
@@ -65,12 +79,14 @@ class CountEstimate:
         spatial = "" if self.hysime_spatial is None else f", HySime with neighbour noise {self.hysime_spatial}"
         why = (" (the regression's count is more than twice the neighbour-noise one: the regression has "
                "explained the noise away)" if self.recommended_by == "hysime-spatial" else "")
-        return (f"endmember count: HySime {self.hysime}{spatial}, HFC {self.hfc} (false-alarm rate {self.far:g}) "
-                f"on {self.n_pixels} pixels; recommended {self.recommended}{why}")
+        return (f"endmember count: noise edge (RMT) {self.rmt}, HySime {self.hysime}{spatial}, HFC {self.hfc} "
+                f"(false-alarm rate {self.far:g}) on {self.n_pixels} pixels; recommended {self.recommended}{why}")
 
 
 def estimate_noise(Y: np.ndarray) -> np.ndarray:
-    """Noise of each pixel (L x n) by multiple regression of every band on all the others."""
+    """Noise of each pixel (L x n) by multiple regression of every band on all the others (the
+    residuals: their mean square underestimates the noise variance by the factor (n - L + 1) / n,
+    see :func:`regression_noise_power`)."""
     Y = np.asarray(Y, dtype=np.float64)
     L = Y.shape[0]
     R = Y @ Y.T
@@ -85,6 +101,34 @@ def estimate_noise(Y: np.ndarray) -> np.ndarray:
         beta[i] = 0.0
         noise[i] = Y[i] - beta @ Y
     return noise
+
+
+def regression_noise_power(Y: np.ndarray) -> np.ndarray:
+    """Each band's noise variance (L,) from :func:`estimate_noise`, over the residual degrees of
+    freedom (n pixels less the L - 1 regressors)."""
+    Y = np.asarray(Y, dtype=np.float64)
+    L, n = Y.shape
+    W = estimate_noise(Y)
+    return np.einsum("ij,ij->i", W, W) / max(n - L + 1, 1)
+
+
+def noise_edge_count(Y: np.ndarray, noise_power: np.ndarray) -> Tuple[int, np.ndarray, float]:
+    """How many eigenvalues of the noise-whitened correlation matrix exceed the Marchenko-Pastur
+    edge ``(1 + sqrt(L / n))^2``; the eigenvalues (largest first) and the edge.
+
+    Bands with (almost) no noise of their own, which the others predict exactly (a band filled by
+    interpolation, a copy), are left out: whitened, their tiny noise would make a dimension of its own.
+    """
+    Y = np.asarray(Y, dtype=np.float64)
+    noise_power = np.asarray(noise_power, dtype=np.float64)
+    own = noise_power > 1e-3 * float(np.median(noise_power))
+    if own.sum() >= 3:
+        Y, noise_power = Y[own], noise_power[own]
+    L, n = Y.shape
+    Z = Y / np.sqrt(np.maximum(noise_power, np.finfo(float).tiny))[:, None]
+    eigenvalues = np.sort(np.linalg.eigvalsh(Z @ Z.T / n))[::-1]
+    edge = (1.0 + math.sqrt(L / n)) ** 2
+    return int(np.count_nonzero(eigenvalues > edge)), eigenvalues, edge
 
 
 def hysime(Y: np.ndarray, noise_power: Optional[np.ndarray] = None) -> Tuple[int, np.ndarray, np.ndarray]:
@@ -133,10 +177,14 @@ def count_endmembers(Y: np.ndarray, far: float = DEFAULT_FAR,
         raise InputError(f"counting endmembers needs at least 3 bands (got {L})")
     if n < L + 1:
         raise InputError(f"counting endmembers on {L} bands needs at least {L + 1} valid pixels (got {n})")
-    k_hysime, signal, noise = hysime(Y)
+    regression_noise = regression_noise_power(Y)
+    k_rmt, whitened, edge = noise_edge_count(Y, regression_noise)
+    # HySime as published: the residuals' plain mean square
+    k_hysime, signal, noise = hysime(Y, regression_noise * max(n - L + 1, 1) / n)
     k_spatial = None if neighbour_noise is None else hysime(Y, neighbour_noise)[0]
     k_hfc, correlation, covariance = hfc(Y, far)
-    return CountEstimate(k_hysime, k_spatial, k_hfc, far, n, signal, noise, correlation, covariance)
+    return CountEstimate(k_rmt, k_hysime, k_spatial, k_hfc, far, n, signal, noise, correlation, covariance,
+                         whitened, edge)
 
 
 def neighbour_noise_power(data: np.ndarray, valid: np.ndarray) -> Tuple[np.ndarray, int]:

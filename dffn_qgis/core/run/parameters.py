@@ -99,7 +99,7 @@ SCHEMA: Tuple[Parameter, ...] = (
     # --- basic: in the dialog's main part
     Parameter("n_endmembers", int, "Number of endmembers",
               "how many materials (endmembers) to separate; 0 (command line: auto) estimates it from the "
-              "image (HySime, see the count tool)", 0, MAX_ENDMEMBERS, advanced=False,
+              "image (see the count tool)", 0, MAX_ENDMEMBERS, advanced=False,
               flags=("-p", "--endmembers"), check=_endmember_count),
     Parameter("device", str, "Device",
               "auto: a CUDA GPU when torch sees one, otherwise the CPU; cpu; cuda (fails without a GPU); "

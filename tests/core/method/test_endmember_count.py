@@ -1,4 +1,5 @@
-"""Endmember count: HySime and HFC on generated scenes of known size, the noise estimate, sampling."""
+"""Endmember count: the noise edge, HySime and HFC on generated scenes of known size, the noise estimate,
+sampling."""
 import json
 
 import numpy as np
@@ -9,7 +10,8 @@ from dffn_qgis.core.eval import synthetic
 from dffn_qgis.core.io.raster_source import ArraySource
 from dffn_qgis.core.io.scene import Scene
 from dffn_qgis.core.method.endmember_count import (CountEstimate, count_endmembers, count_source, estimate_noise,
-                                                   hfc, sample_pixels)
+                                                   hfc, hysime, noise_edge_count, regression_noise_power,
+                                                   sample_pixels)
 
 
 def _scene(P, snr_db=35.0, seed=0, size=60, bands=80):
@@ -20,10 +22,11 @@ def _scene(P, snr_db=35.0, seed=0, size=60, bands=80):
 
 
 @pytest.mark.parametrize("P", [3, 4, 6])
-def test_hysime_finds_the_number_of_materials(P):
+def test_the_noise_edge_and_hysime_find_the_number_of_materials(P):
     scene = _scene(P, seed=P)
     estimate = count_source(ArraySource(scene))
-    assert estimate.hysime == P and estimate.recommended == P
+    assert estimate.rmt == P and estimate.hysime == P and estimate.recommended == P
+    assert estimate.recommended_by == "rmt"
     assert estimate.hysime_spatial is not None and abs(estimate.hysime_spatial - P) <= 1
     assert 1 <= estimate.hfc <= P + 1                  # HFC undercounts correlated spectra
 
@@ -37,6 +40,47 @@ def test_regression_noise_estimate_matches_white_noise():
     assert np.median(noise.std(axis=1)) == pytest.approx(sigma, rel=0.2)
 
 
+def test_the_regression_noise_is_taken_over_the_residual_degrees_of_freedom():
+    # 40 bands of white noise on 200 pixels: the residuals' plain mean square is about (200 - 39) / 200
+    # of the variance; over the degrees of freedom it is the variance
+    rng = np.random.default_rng(4)
+    sigma = 0.3
+    Y = sigma * rng.standard_normal((40, 200))
+    plain = np.mean(estimate_noise(Y) ** 2, axis=1)
+    assert np.mean(plain) < 0.85 * sigma ** 2
+    assert np.mean(regression_noise_power(Y)) == pytest.approx(sigma ** 2, rel=0.05)
+
+
+def _spiked(variances, bands=30, pixels=20000, seed=5):
+    """White noise of unit variance plus one signal component of each given variance (orthogonal)."""
+    rng = np.random.default_rng(seed)
+    directions, _ = np.linalg.qr(rng.standard_normal((bands, len(variances))))
+    signal = directions @ (np.sqrt(variances)[:, None] * rng.standard_normal((len(variances), pixels)))
+    return signal + rng.standard_normal((bands, pixels))
+
+
+def test_pure_noise_stays_below_the_noise_edge():
+    Y = _spiked([])
+    count, eigenvalues, edge = noise_edge_count(Y, np.ones(30))
+    assert count == 0 and edge == pytest.approx((1 + np.sqrt(30 / 20000)) ** 2)
+    assert eigenvalues[0] < edge and eigenvalues[0] > 0.95 * edge     # the largest noise eigenvalue nears the edge
+
+
+def test_the_noise_edge_counts_a_material_weaker_than_the_noise_which_hysime_misses():
+    # a component with 0.6 of the noise's variance: above the Marchenko-Pastur edge for 20000 pixels,
+    # below HySime's "more signal than noise power"
+    Y = _spiked([100.0, 20.0, 0.6])
+    assert noise_edge_count(Y, np.ones(30))[0] == 3
+    assert hysime(Y, np.ones(30))[0] == 2
+
+
+def test_a_band_the_others_predict_exactly_is_not_a_dimension_of_its_own():
+    Y = _spiked([100.0, 20.0])
+    Y = np.vstack([Y, 0.5 * (Y[:1] + Y[1:2])])          # a band filled by interpolating two others
+    noise = np.append(np.ones(30), 1e-9)
+    assert noise_edge_count(Y, noise)[0] == 2
+
+
 def test_pure_noise_has_no_signal_dimension_in_hfc():
     rng = np.random.default_rng(2)
     Y = rng.standard_normal((30, 5000))              # zero mean: correlation == covariance
@@ -48,13 +92,13 @@ def test_a_smaller_false_alarm_rate_never_counts_more():
     assert hfc(Y, 1e-6)[0] <= hfc(Y, 1e-2)[0]
 
 
-def test_the_neighbour_noise_count_is_recommended_only_when_the_regression_more_than_doubles_it():
+def test_the_neighbour_noise_count_is_recommended_only_when_the_noise_edge_more_than_doubles_it():
     def estimate(regression, neighbour):
         empty = np.zeros(3)
-        return CountEstimate(regression, neighbour, 4, 1e-3, 100, empty, empty, empty, empty)
+        return CountEstimate(regression, regression, neighbour, 4, 1e-3, 100, empty, empty, empty, empty, empty, 1.1)
 
     assert (estimate(78, 5).recommended, estimate(78, 5).recommended_by) == (5, "hysime-spatial")
-    assert (estimate(8, 5).recommended, estimate(8, 5).recommended_by) == (8, "hysime")
+    assert (estimate(8, 5).recommended, estimate(8, 5).recommended_by) == (8, "rmt")
     assert estimate(6, None).recommended == 6
     assert estimate(1, 1).recommended == 2                 # never fewer than two
 
@@ -80,5 +124,6 @@ def test_too_few_pixels_or_bands_are_clear_errors():
 def test_the_estimate_is_json_ready():
     estimate = count_source(ArraySource(_scene(3, seed=6)))
     data = json.loads(json.dumps(estimate.to_dict()))
-    assert data["recommended"] == estimate.recommended and data["recommended_by"] in ("hysime", "hysime-spatial")
+    assert data["recommended"] == estimate.recommended and data["recommended_by"] in ("rmt", "hysime-spatial")
+    assert data["rmt"] == estimate.rmt and data["noise_edge"] > 1
     assert "recommended" in estimate.describe()
