@@ -65,8 +65,8 @@ def main():
            "| scene | " + " | ".join(label for _, label in [("true", "true count"), *ESTIMATORS]) + " |",
            "| --- " * (len(ESTIMATORS) + 2) + "|"]
     for spec, truth, found in rows:
-        doc.append(f"| {spec.name}: {spec.describe()} | {truth} | " + " | ".join(str(found[key]) for key, _ in ESTIMATORS)
-                   + " |")
+        cells = " | ".join(str(found[key]) for key, _ in ESTIMATORS)
+        doc.append(f"| {spec.name}: {spec.describe()} | {truth} | {cells} |")
     doc += ["", "</details>"]
     publish("\n".join(doc), START, END, args.no_doc, "bench-count")
 

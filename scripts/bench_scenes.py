@@ -159,7 +159,8 @@ def main():
              "worst mean RMSE | reference matching: median SAD / RMSE | median time (s) | median epochs | "
              "peak memory (MB) |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     verdicts, skipped, described, simplex = [], [], [], []
-    counts = ["| scene | true count | recommended | noise edge (RMT) | HySime (regression) | HySime (neighbour noise) | HFC (1e-3) |",
+    counts = ["| scene | true count | recommended | noise edge (RMT) | HySime (regression) | HySime (neighbour noise) "
+              "| HFC (1e-3) |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
     for name in names:
         why = scenes.available(name)

@@ -34,13 +34,20 @@ def angles(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.arccos(np.clip(a.T @ b, -1.0, 1.0))
 
 
-def matched(truth: np.ndarray, estimate: np.ndarray, Y=None) -> np.ndarray:
-    """Each true endmember's angle to the estimate matched to it one-to-one; with the pixels ``Y``,
-    instead that estimate's angle to its nearest pixel."""
+def matched(truth: np.ndarray, estimate: np.ndarray) -> np.ndarray:
+    """Each true endmember's angle to the estimate matched to it one-to-one."""
     S = angles(truth, estimate)
     rows, cols = linear_sum_assignment(S)
     out = np.full(truth.shape[1], np.nan)
-    out[rows] = S[rows, cols] if Y is None else angles(estimate[:, cols], Y).min(axis=1)
+    out[rows] = S[rows, cols]
+    return out
+
+
+def matched_nearest_pixel(truth: np.ndarray, estimate: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """For each true endmember, the angle of the estimate matched to it to that estimate's nearest pixel."""
+    rows, cols = linear_sum_assignment(angles(truth, estimate))
+    out = np.full(truth.shape[1], np.nan)
+    out[rows] = angles(estimate[:, cols], Y).min(axis=1)
     return out
 
 
@@ -62,7 +69,7 @@ def main():
         estimates = [np.load(path)["endmembers"] for path in sorted(RUNS.glob(f"{name}--{key}--*.npz"))]
         runs = [matched(M, E) for E in estimates]
         dffn = [statistics.median(r[k] for r in runs) if runs else float("nan") for k in range(P)]
-        own = [matched(M, E, Y) for E in estimates]
+        own = [matched_nearest_pixel(M, E, Y) for E in estimates]
         dffn_near = [statistics.median(r[k] for r in own) if own else float("nan") for k in range(P)]
         vca = matched(M, vca_fcls(Y, P, seed=1)[0])
         nfindr = matched(M, nfindr_fcls(Y, P, seed=1)[0])

@@ -30,7 +30,8 @@ class DFFNCountAlgorithm(DFFNAlgorithm):
         return _tr("Count endmembers")
 
     def tags(self):
-        return _tr("hyperspectral,unmixing,endmember,number,hysime,hfc,virtual dimensionality,random matrix theory,rmt").split(",")
+        return _tr("hyperspectral,unmixing,endmember,number,hysime,hfc,virtual dimensionality,"
+                   "random matrix theory,rmt").split(",")
 
     def shortDescription(self):
         return _tr("Estimates how many endmembers a hyperspectral raster holds (noise edge, HySime and HFC).")
@@ -47,8 +48,8 @@ class DFFNCountAlgorithm(DFFNAlgorithm):
                 "exceeds twice the noise power; it is run with the regression's noise and with the noise of "
                 "neighbouring pixels' differences. Where the noise-edge count is more than twice the "
                 "neighbour-noise HySime count (smooth real spectra let the regression explain the noise "
-                "away) the latter is recommended. HFC (virtual dimensionality) counts the eigenvalues of the correlation matrix that exceed "
-                "those of the covariance matrix at the false-alarm rate FAR."),
+                "away) the latter is recommended. HFC (virtual dimensionality) counts the eigenvalues of the "
+                "correlation matrix that exceed those of the covariance matrix at the false-alarm rate FAR."),
             "",
             _tr("Input raster: any raster GDAL reads; nodata pixels are left out; large rasters are read "
                 "window by window and at most 100000 pixels are used."),

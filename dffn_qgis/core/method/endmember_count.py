@@ -71,8 +71,8 @@ class CountEstimate:
         return max(2, count)
 
     def to_dict(self) -> dict:
-        return {"rmt": self.rmt, "noise_edge": self.noise_edge, "hysime": self.hysime, "hysime_spatial": self.hysime_spatial, "hfc": self.hfc,
-                "hfc_false_alarm_rate": self.far, "recommended": self.recommended,
+        return {"rmt": self.rmt, "noise_edge": self.noise_edge, "hysime": self.hysime,
+                "hysime_spatial": self.hysime_spatial, "hfc": self.hfc, "hfc_false_alarm_rate": self.far, "recommended": self.recommended,
                 "recommended_by": self.recommended_by, "pixels_used": self.n_pixels, "notes": list(self.notes)}
 
     def describe(self) -> str:
