@@ -41,8 +41,10 @@ class TrainOutcome:
 class _Run:
     """One start: a network, its optimiser and scheduler, and the best state seen so far."""
 
-    def __init__(self, params: DFFNParams, n_bands: int, n_pixels: int, device: torch.device):
-        self.model = DFFN(n_bands, params.n_endmembers, n_pixels, params.kernel, params.padding).to(device)
+    def __init__(self, params: DFFNParams, n_bands: int, n_pixels: int, device: torch.device,
+                 projection: Optional[torch.Tensor] = None):
+        self.model = DFFN(n_bands, params.n_endmembers, n_pixels, params.kernel, params.padding,
+                          projection).to(device)
         m = self.model
         groups = [{"params": [*m.aem.parameters(), *m.decoder.parameters()]},
                   {"params": m.eem.parameters(), "lr": params.eem_lr or params.lr}]
@@ -96,6 +98,26 @@ class _Run:
         return self.best_loss >= before * (1.0 - params.min_delta)
 
 
+def input_projection(image: np.ndarray, valid_index: Optional[np.ndarray], k: int) -> Optional[torch.Tensor]:
+    """K x L: the ``k`` leading eigenvectors (as rows) of the uncentred band Gram matrix of the valid
+    pixels of ``image`` (L x H x W, or B x L x h x w windows); None when ``k`` is 0 or not below L.
+
+    Each eigenvector's sign is fixed (largest entry positive) so that the projection does not depend
+    on the eigen-solver's choice.
+    """
+    n_bands = image.shape[-3]
+    if k <= 0 or k >= n_bands:
+        return None
+    pixels = np.moveaxis(np.asarray(image), -3, 0).reshape(n_bands, -1)
+    if valid_index is not None:
+        pixels = pixels[:, valid_index]
+    pixels = pixels.astype(np.float64)
+    values, vectors = np.linalg.eigh(pixels @ pixels.T)
+    leading = vectors[:, np.argsort(values)[::-1][:k]]
+    signs = np.sign(leading[np.argmax(np.abs(leading), axis=0), np.arange(k)])
+    return torch.from_numpy((leading * np.where(signs == 0, 1.0, signs)).T.astype(np.float32))
+
+
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % (2 ** 32))
@@ -125,6 +147,10 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
     Yt = torch.from_numpy(np.ascontiguousarray(Y, dtype=np.float32)).to(device)
     valid = None if valid_index is None else torch.from_numpy(np.asarray(valid_index, dtype=np.int64)).to(device)
     n_pixels = Yt.shape[1]
+    projection = input_projection(image, valid_index, params.input_components)
+    if projection is not None:
+        monitor.info(f"the abundance module takes the enhanced image's {projection.shape[0]} leading components "
+                     f"instead of its {projection.shape[1]} bands")
 
     picking = params.starts > 1 and 0 < params.start_epochs < params.epochs
     start_epochs = params.start_epochs if picking else params.epochs
@@ -167,7 +193,7 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
                 run.optimizer = run.scheduler = None
                 given_up.append(run)
                 planned += params.epochs
-                run = _Run(params, Yt.shape[0], n_pixels, device)
+                run = _Run(params, Yt.shape[0], n_pixels, device, projection)
             else:
                 run.stopped = True
                 break
@@ -175,7 +201,7 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
 
     runs = []
     for s in range(params.starts if picking else 1):
-        run = _Run(params, Yt.shape[0], n_pixels, device)
+        run = _Run(params, Yt.shape[0], n_pixels, device, projection)
         if picking:
             for _ in range(start_epochs):
                 step(run, f"start {s + 1}/{params.starts}")

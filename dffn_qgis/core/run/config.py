@@ -35,6 +35,7 @@ class DFFNParams:
     precision: str = "float32"    # "float32", "bfloat16" or "auto" (bfloat16 where the CPU has native bf16)
     # network
     kernel: int = 5               # the padding is kernel // 2, so that the image keeps its size
+    input_components: int = 0     # the abundance module's input: this many leading components (0: the bands)
     # fusion
     w: float = 0.5
     ffm_block: int = 2048         # pixels per block of the spatial similarity product
