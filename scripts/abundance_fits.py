@@ -1,11 +1,14 @@
-"""Three abundance fits of the same learned endmembers, on every cached default run that kept them.
+"""Abundance fits of the same learned endmembers, on every cached default run that kept them.
 
-    python scripts/abundance_fits.py
+    python scripts/abundance_fits.py [RUN.npz ...]
 
 For each ``.bench/scenes-runs/*.npz`` of the default preset (written by ``make bench-scenes``), the
 abundance RMSE against the scene's truth of: NNLS on the max-normalised endmembers scaled to sum to
 one (the refined abundances before the brightness fit), the same after the brightness fit (today's
-default), and FCLS on the brightness-fitted endmembers.
+default until 2026-12-04), FCLS on the brightness-fitted endmembers, and the soft sum-to-one fit
+with the brightness spread chosen on held-out bands (``pixel_brightness=auto``, the default since).
+Named ``.npz`` files (``bench_scene_run.py --save``, named ``<anything>-<scene>-<seed>.npz``) are
+scored instead of the cache.
 """
 import sys
 from pathlib import Path
@@ -19,7 +22,7 @@ import numpy as np  # noqa: E402
 from bench_scenes import RUNS, method_key  # noqa: E402
 from benchmarks import scenes  # noqa: E402
 from dffn_qgis.core.method.abundance_lsq import fcls, nnls  # noqa: E402
-from dffn_qgis.core.method.brightness import fit_brightness  # noqa: E402
+from dffn_qgis.core.method.brightness import brightness_spread, fit_brightness  # noqa: E402
 from dffn_qgis.core.run.config import DEFAULT_PRESET  # noqa: E402
 from dffn_qgis.core.eval.metrics import evaluate, normalise_endmembers  # noqa: E402
 from dffn_qgis.core.run.result import sum_to_one  # noqa: E402
@@ -27,8 +30,9 @@ from dffn_qgis.core.run.result import sum_to_one  # noqa: E402
 
 def main():
     key = method_key("dffn", DEFAULT_PRESET, {})
-    for path in sorted(RUNS.glob(f"*--{key}--*.npz")):
-        name = path.name.split("--")[0]
+    named = [Path(a) for a in sys.argv[1:]]
+    for path in named or sorted(RUNS.glob(f"*--{key}--*.npz")):
+        name = next(n for n in scenes.ALL_NAMES if f"-{n}-" in path.name) if named else path.name.split("--")[0]
         bench = scenes.load(name)
         Y = bench.scene.data[:, bench.scene.valid].astype(np.float64)
         A_true = bench.abundances[:, bench.scene.valid]
@@ -37,9 +41,12 @@ def main():
 
         def rmse(A):
             return evaluate(E, A, bench.endmembers, A_true)["mean_rmse"]
+        spread = brightness_spread(Y, fitted)
+        chosen = sum_to_one(nnls(Y, fitted, sum_weight=spread.sum_weight))[0]
         print(f"{name} ({path.name.split('--')[-1][:-4]}): max-normalised NNLS {rmse(sum_to_one(nnls(Y, E))[0]):.4f}, "
               f"brightness-fitted NNLS {rmse(sum_to_one(nnls(Y, fitted))[0]):.4f}, "
-              f"FCLS on the fitted {rmse(fcls(Y, fitted)):.4f}")
+              f"FCLS on the fitted {rmse(fcls(Y, fitted)):.4f}, "
+              f"soft sum (spread {spread.spread:g}, chosen) {rmse(chosen):.4f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -30,14 +30,15 @@ def fcls(Y: np.ndarray, E: np.ndarray, max_iter: int = 0) -> np.ndarray:
     return _solve_all(Y, E, max_iter, simplex=True, what="fcls")
 
 
-def nnls(Y: np.ndarray, E: np.ndarray, max_iter: int = 0) -> np.ndarray:
+def nnls(Y: np.ndarray, E: np.ndarray, max_iter: int = 0, sum_weight: float = 0.0) -> np.ndarray:
     """Non-negative least-squares abundances (P, N) of pixels ``Y`` (L, N) given ``E`` (L, P).
 
-    Each pixel solves ``min ||y - E a||`` subject to ``a >= 0`` (no sum constraint: scale them
-    with :func:`dffn_qgis.core.run.result.sum_to_one`). A pixel with no positive correlation with any
-    endmember gets all zeros.
+    Each pixel solves ``min ||y - E a||^2 + sum_weight^2 (sum(a) - 1)^2`` subject to ``a >= 0``:
+    with ``sum_weight = 0`` (plain NNLS) the sum is free, a larger weight pulls it towards one (FCLS
+    in the limit); scale the result with :func:`dffn_qgis.core.run.result.sum_to_one`. A pixel with no
+    positive correlation with any endmember gets all zeros.
     """
-    return _solve_all(Y, E, max_iter, simplex=False, what="nnls")
+    return _solve_all(Y, E, max_iter, simplex=False, what="nnls", sum_weight=sum_weight)
 
 
 def fit_angles(Y: np.ndarray, fit: np.ndarray) -> np.ndarray:
@@ -55,7 +56,7 @@ def even_columns(Y: np.ndarray, count: int) -> np.ndarray:
     return Y[:, np.linspace(0, Y.shape[1] - 1, count).astype(np.int64)]
 
 
-def _solve_all(Y, E, max_iter: int, simplex: bool, what: str) -> np.ndarray:
+def _solve_all(Y, E, max_iter: int, simplex: bool, what: str, sum_weight: float = 0.0) -> np.ndarray:
     Y = np.asarray(Y, dtype=np.float64)
     E = np.asarray(E, dtype=np.float64)
     if Y.ndim != 2 or E.ndim != 2 or Y.shape[0] != E.shape[0]:
@@ -65,6 +66,9 @@ def _solve_all(Y, E, max_iter: int, simplex: bool, what: str) -> np.ndarray:
     G = E.T @ E
     G = G + 1e-10 * max(float(np.trace(G)) / P, 1e-300) * np.eye(P)   # keeps the systems regular
     B = Y.T @ E    # (N, P): E^T y per pixel
+    if sum_weight:   # the soft sum term: a row sum_weight * 1^T appended to E, sum_weight to each y
+        G = G + sum_weight ** 2
+        B += sum_weight ** 2
     iters = max_iter or 10 * P + 20
     out = np.empty((Y.shape[1], P))
     for start in range(0, Y.shape[1], CHUNK):

@@ -51,6 +51,9 @@ class DFFNParams:
     # output abundances: the abundance module's ("network", as published) or those that minimise the
     # loss's reconstruction angle for the learned endmembers ("refined": non-negative least squares)
     abundances: str = "network"
+    # refined abundances: how far a pixel's brightness may differ from the mixture's ("free": any, the
+    # fit scaled to sum to one; "fixed": hardly, close to FCLS; "auto": chosen on held-out bands)
+    pixel_brightness: str = "free"
     # the image's extreme pixels (VCA) replace the network's endmembers when they reconstruct the image
     # with a mean angle below this share of the network's (an exact simplex: docs/METHOD.md; 0: never)
     pixel_simplex: float = 0.0
@@ -95,7 +98,8 @@ PRESETS = {
     # Where the image's own pixels reconstruct it four times better than the network's endmembers (a
     # noise-free scene with pure pixels), those pixels are the endmembers (docs/METHOD.md).
     "fast": DFFNParams(epochs=600, lr=3e-3, schedule="cosine", patience=60, min_delta=1e-3, precision="float32",
-                       restarts=2, abundances="refined", pixel_simplex=0.25),
+                       restarts=2, abundances="refined", pixel_simplex=0.25,
+                       pixel_brightness="auto"),
 }
 
 DEFAULT_PRESET = "fast"

@@ -15,7 +15,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from ..method.brightness import BRIGHTNESS_NOTE, fit_brightness
+from ..method.brightness import BRIGHTNESS_NOTE, brightness_spread, fit_brightness
 from ..method.endmember_count import CountEstimate, count_source
 from ..method.pixel_simplex import check_pixel_simplex
 from ..method.train import TrainOutcome, train_with_cpu_fallback
@@ -66,7 +66,9 @@ class Strategy:
         raise NotImplementedError
 
     def abundance_maps(self, outcome: TrainOutcome, endmembers: np.ndarray, factors: np.ndarray,
-                       batch: TrainingBatch, params: DFFNParams, monitor: Monitor) -> AbundanceMaps:
+                       batch: TrainingBatch, params: DFFNParams, monitor: Monitor,
+                       sum_weight: float = 0.0) -> AbundanceMaps:
+        """``sum_weight``: of the refined fit's soft sum-to-one term (:mod:`~dffn_qgis.core.method.brightness`)."""
         raise NotImplementedError
 
 
@@ -113,12 +115,19 @@ def drive(strategy: Strategy, scene, params: DFFNParams, monitor: Optional[Monit
                     params = replace(params, abundances="refined")
         endmembers, factors = fit_brightness(batch.Y, learned)                # at the data's brightness
         monitor.info(BRIGHTNESS_NOTE)
+        spread = None
+        if params.abundances == "refined":
+            spread = brightness_spread(batch.Y, endmembers, params.pixel_brightness)
+            monitor.info(spread.note())
         maps = strategy.abundance_maps(outcome, endmembers, factors, batch, params,
-                                       monitor.sub(strategy.training_share, 1.0))
+                                       monitor.sub(strategy.training_share, 1.0),
+                                       sum_weight=spread.sum_weight if spread else 0.0)
     extra = dict(maps.extra)
     extra["endmember_brightness_factors"] = [float(f) for f in factors]
     if simplex is not None:
         extra["pixel_simplex"] = simplex.to_dict()
+    if spread is not None:
+        extra["pixel_brightness"] = spread.to_dict()
     if memory_plan:
         extra["memory_estimate"] = memory_plan
     if count is not None:

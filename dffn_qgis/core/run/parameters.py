@@ -153,6 +153,11 @@ SCHEMA: Tuple[Parameter, ...] = (
               "network: the abundance module's output (as published); refined: each pixel's non-negative "
               "least-squares fit on the learned endmembers (sharper after a short training; on large "
               "images it also skips the fusion of every tile)", choices=("network", "refined")),
+    Parameter("pixel_brightness", str, "Pixel brightness",
+              "with refined abundances: free: each pixel's brightness is its own (illumination, slope, shade) "
+              "and its fit is scaled to sum to one; fixed: pixels are about as bright as the mixture of the "
+              "endmembers (fractions close to FCLS, less noise); auto: chosen from the image by how well fits "
+              "on half of the bands predict the other half", choices=("auto", "free", "fixed")),
     Parameter("pixel_simplex", float, "Pixel endmember threshold",
               "when the image's own extreme pixels (VCA) reconstruct it with a mean angle below this share of "
               "the network's endmembers' angle, those pixels are the endmembers (a noise-free scene with pure "

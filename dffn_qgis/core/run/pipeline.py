@@ -111,11 +111,12 @@ class ExactStrategy(Strategy):
         valid_index = None if valid.all() else np.flatnonzero(valid.ravel())
         return TrainingBatch(image, Y, valid_index, t_ffm)
 
-    def abundance_maps(self, outcome, endmembers, factors, batch, params, monitor) -> AbundanceMaps:
+    def abundance_maps(self, outcome, endmembers, factors, batch, params, monitor,
+                       sum_weight: float = 0.0) -> AbundanceMaps:
         scene, Y, E, P = self.scene, batch.Y, endmembers, params.n_endmembers
         if params.abundances == "refined":
             monitor.info(REFINED_NOTE)
-            raw_abundances = nnls(Y, E).astype(np.float32)
+            raw_abundances = nnls(Y, E, sum_weight=sum_weight).astype(np.float32)
         else:                               # the network's, for the rescaled E: the same reconstruction
             raw_abundances = outcome.abundances / factors[:, None].astype(np.float32)
         A, raw_sum, n_empty = sum_to_one(raw_abundances)                       # P x n

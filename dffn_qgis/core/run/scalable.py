@@ -106,7 +106,8 @@ class TilePredictor:
     """Abundances and reconstruction error of every pixel, tile by tile, from a trained model."""
 
     def __init__(self, model, source, fusion: ScalableFusion, endmembers: np.ndarray, params: DFFNParams,
-                 device: torch.device, monitor: Monitor, brightness: Optional[np.ndarray] = None):
+                 device: torch.device, monitor: Monitor, brightness: Optional[np.ndarray] = None,
+                 sum_weight: float = 0.0):
         self.model, self.source, self.fusion = model, source, fusion
         self.E = torch.from_numpy(np.ascontiguousarray(endmembers, dtype=np.float32))
         # the factors the network's endmembers were rescaled by: its abundances are divided by them
@@ -120,6 +121,7 @@ class TilePredictor:
         self.n_empty = 0
         self.tile = params.tile
         self.refine = params.abundances == "refined"
+        self.sum_weight = sum_weight      # of the refined fit's soft sum term (method.brightness)
         self.cpu_fallback = False
 
     def run(self) -> None:
@@ -190,7 +192,7 @@ class TilePredictor:
         if not keep.any():
             return None
         Y = data[:, keep]
-        return Y, nnls(Y, self.E.numpy()).astype(np.float32), keep
+        return Y, nnls(Y, self.E.numpy(), sum_weight=self.sum_weight).astype(np.float32), keep
 
     def sum_stats(self) -> dict:
         total = sum(s[0] for s in self.sums)
@@ -235,10 +237,11 @@ class ScalableStrategy(Strategy):
         all_valid = index.size == image.shape[0] * image.shape[2] * image.shape[3]
         return TrainingBatch(image, Y, None if all_valid else index, t_ffm)
 
-    def abundance_maps(self, outcome, endmembers, factors, batch, params, monitor) -> AbundanceMaps:
+    def abundance_maps(self, outcome, endmembers, factors, batch, params, monitor,
+                       sum_weight: float = 0.0) -> AbundanceMaps:
         t0 = time.perf_counter()
         predictor = TilePredictor(outcome.model, self.source, self.fusion, endmembers, params,
-                                  torch.device(outcome.device), monitor, brightness=factors)
+                                  torch.device(outcome.device), monitor, brightness=factors, sum_weight=sum_weight)
         if predictor.refine:
             monitor.info(REFINED_NOTE)
         predictor.run()

@@ -77,3 +77,22 @@ def test_abundances_and_first_reconstruction_stay_float32_under_bfloat16_autocas
     # float32 output layers on bfloat16 features: close to the float32 network, not bit-equal
     assert torch.allclose(A, A32, atol=0.05, rtol=0.05)
     assert not torch.equal(A, A32)
+
+
+def test_input_projection_feeds_the_first_convolution_its_coordinates():
+    """With a K x L projection the first convolution has K inputs, and the network's abundances are
+    those of the same layers applied to the projected image (the buffer travels with the state)."""
+    torch.manual_seed(0)
+    L, K, P, H, W = 12, 4, 3, 6, 5
+    projection = torch.linalg.qr(torch.rand(L, K))[0].T                 # K x L, orthonormal rows
+    net = DFFN(L, P, H * W, kernel=3, padding=1, projection=projection).eval()
+    assert net.aem[0][0].in_channels == K and net.decoder[0].out_channels == L
+    x = torch.rand(1, L, H, W)
+    with torch.no_grad():
+        A, Y1, E, Y2 = net(x)
+        by_hand = net.aem[2](net.aem[:2](torch.einsum("kl,blhw->bkhw", projection, x)))
+    torch.testing.assert_close(net.abundance_maps(x), by_hand)
+    assert Y1.shape == (L, H * W) and E.shape == (L, P)
+    assert "input_projection" in net.state_dict()
+    with pytest.raises(ValueError, match="K x 12"):
+        DFFN(L, P, H * W, projection=torch.rand(K, L + 1))

@@ -169,3 +169,32 @@ def test_the_bar_reaches_the_end_steadily_when_training_stops_early(tiny):
     steps = np.diff(seen[:out.epochs_run])                  # the epochs' own reports
     assert seen[out.epochs_run - 1] == pytest.approx(1.0)   # the stopping epoch ends the bar ...
     assert steps.max() <= 0.2                               # ... without a jump (was 0.05 -> 1.0)
+
+
+def test_input_projection_is_the_leading_directions_of_the_valid_pixels():
+    from dffn_qgis.core.method.train import input_projection
+    rng = np.random.default_rng(0)
+    L, H, W = 10, 8, 9
+    basis = np.linalg.qr(rng.standard_normal((L, 3)))[0]                    # three directions
+    image = np.einsum("lk,khw->lhw", basis, rng.uniform(0.5, 1.0, (3, H, W)) * [[[4.0]], [[2.0]], [[1.0]]])
+    valid_index = np.arange(0, H * W, 2)
+    image.reshape(L, -1)[:, 1::2] = 100.0                                   # invalid pixels: ignored
+    U = input_projection(image, valid_index, 3).numpy()
+    assert U.shape == (3, L)
+    np.testing.assert_allclose(U @ U.T, np.eye(3), atol=1e-5)               # orthonormal rows
+    np.testing.assert_allclose(U.T @ U @ basis, basis, atol=1e-5)           # spans the image's directions
+    assert np.all(U[np.arange(3), np.argmax(np.abs(U), axis=1)] > 0)       # signs fixed
+    windows = np.stack([image, image])                                      # B x L x h x w: same answer
+    np.testing.assert_allclose(input_projection(windows, valid_index, 3).numpy(), U, atol=1e-6)
+    assert input_projection(image, None, 0) is None and input_projection(image, None, L) is None
+
+
+def test_training_with_input_components_runs_on_the_projection():
+    rng = np.random.default_rng(1)
+    L, H, W = 16, 7, 8
+    image = rng.uniform(0.1, 1.0, (L, H, W)).astype(np.float32)
+    params = params_for("fast", n_endmembers=3, epochs=4, device="cpu", threads=1, input_components=5)
+    outcome = train(image, image.reshape(L, -1), None, params)
+    assert outcome.model.aem[0][0].in_channels == 5
+    assert outcome.model.input_projection.shape == (5, L)
+    assert outcome.endmembers.shape == (L, 3) and np.isfinite(outcome.loss)

@@ -27,7 +27,7 @@ def _with_hole(scene):
 def test_refined_exact_run_trains_the_same_network_and_fits_every_pixel():
     scene = _with_hole(_scene())
     network = unmix_scene(scene, params_for("fast", abundances="network", **QUICK))
-    refined = unmix_scene(scene, params_for("fast", abundances="refined", **QUICK))
+    refined = unmix_scene(scene, params_for("fast", abundances="refined", pixel_brightness="free", **QUICK))
     # same training, only the abundances differ
     np.testing.assert_array_equal(network.endmembers, refined.endmembers)
     assert network.loss == refined.loss
@@ -40,6 +40,33 @@ def test_refined_exact_run_trains_the_same_network_and_fits_every_pixel():
     assert np.all(refined.error[scene.valid] <= network.error[scene.valid] + 1e-5)
     assert refined.error[scene.valid].mean() < network.error[scene.valid].mean()
     assert refined.record["params"]["abundances"] == "refined"
+    assert refined.record["pixel_brightness"]["sum_weight"] == 0.0
+
+
+def _soft_fit(Y, E, record):
+    return sum_to_one(nnls(Y, E, sum_weight=record["pixel_brightness"]["sum_weight"]).astype(np.float32))[0]
+
+
+def test_refined_abundances_follow_the_chosen_brightness_spread():
+    """The default (``pixel_brightness=auto``): the fit's soft sum term has the weight the record shows,
+    chosen on held-out bands; ``fixed`` pulls every pixel's sum closer to one than ``free``."""
+    scene = _with_hole(_scene())
+    Y = scene.data[:, scene.valid]
+    runs = {mode: unmix_scene(scene, params_for("fast", pixel_brightness=mode, **QUICK))
+            for mode in ("auto", "free", "fixed")}
+    for mode, run in runs.items():
+        record = run.record["pixel_brightness"]
+        assert record["how"] == ("chosen" if mode == "auto" else mode)
+        np.testing.assert_allclose(run.abundances[:, scene.valid], _soft_fit(Y, run.endmembers, run.record),
+                                   atol=1e-5)
+        np.testing.assert_array_equal(run.endmembers, runs["free"].endmembers)      # same training
+    assert runs["fixed"].record["pixel_brightness"]["sum_weight"] > 0
+    assert len(runs["auto"].record["pixel_brightness"]["held_out_error"]) == 7
+
+    def sum_gap(run):
+        raw = nnls(Y, run.endmembers, sum_weight=run.record["pixel_brightness"]["sum_weight"]).sum(0)
+        return float(np.abs(raw - 1).mean())
+    assert sum_gap(runs["fixed"]) < sum_gap(runs["free"])
 
 
 def test_refined_scalable_tiles_equal_one_fit_of_the_whole_image(tif_with_holes, tmp_path):  # noqa: F811
@@ -47,7 +74,7 @@ def test_refined_scalable_tiles_equal_one_fit_of_the_whole_image(tif_with_holes,
     summary = unmix_file(str(tif_with_holes), plan_outputs(tmp_path, "holes"), params)
     whole = read_scene(str(tif_with_holes))
     A = summary.result.abundances
-    expected, _, _ = sum_to_one(nnls(whole.data[:, whole.valid], summary.result.endmembers).astype(np.float32))
+    expected = _soft_fit(whole.data[:, whole.valid], summary.result.endmembers, summary.result.record)
     np.testing.assert_allclose(A[:, whole.valid], expected, atol=1e-5)
     assert np.isnan(A[:, ~whole.valid]).all()
     assert Path(summary.paths["stack"]).exists()
