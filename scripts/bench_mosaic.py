@@ -1,7 +1,7 @@
 """Large scenes as accurate as small ones? Mosaics of mirrored copies of scenes with truth.
 
     python scripts/bench_mosaic.py [--scenes samson,G01-enmap-4] [--copies 10] [--seeds 1,2,3]
-                                   [--large] [--label NAME] [--no-doc]
+                                   [--large] [--label NAME] [--no-doc] [--unmix-args "--input-components 64"]
 
 Each scene of ``benchmarks/scenes.py`` is tiled ``copies`` x ``copies`` times, every other copy
 mirrored so that the copies join without edges (Samson: 950 x 950 pixels), written as int16
@@ -12,10 +12,12 @@ default settings (so the scalable path) and is scored with ``python -m dffn_qgis
 on the original scene are those of ``make bench-scenes`` (.bench/scenes-runs/, the run's own
 abundances), run now when missing. ``--large`` adds the generated 1000 x 1000 x 224 scene of
 ``make bench-scale``, where the question is whether every material is found (the largest
-per-endmember SAD). Runs are cached per scene, seed and ``--label`` (the code being measured).
+per-endmember SAD). Runs are cached per scene, seed and ``--label`` (the code being measured, and
+the ``--unmix-args`` added to every run's command line).
 """
 import argparse
 import json
+import shlex
 import statistics
 import subprocess
 import sys
@@ -78,7 +80,7 @@ def large_files() -> dict:
     return {"input": files["input"], "truth": files["truth"], "endmembers": files["truth_endmembers"]}
 
 
-def run_unmix(key: str, files: dict, P: int, seed: int, label: str, fresh: bool) -> dict:
+def run_unmix(key: str, files: dict, P: int, seed: int, label: str, fresh: bool, extra=()) -> dict:
     cache = WORK / "runs" / f"{key}--{label}--seed{seed}.json"
     if cache.exists() and not fresh:
         return json.loads(cache.read_text())
@@ -86,7 +88,7 @@ def run_unmix(key: str, files: dict, P: int, seed: int, label: str, fresh: bool)
     print(f"bench-mosaic: {key} seed {seed} ({label}) ...", flush=True)
     t0 = time.perf_counter()
     res = subprocess.run([sys.executable, "-m", "dffn_qgis", "unmix", str(files["input"]), "-p", str(P), "--seed",
-                          str(seed), "-o", str(out), "--prefix", "run", "--library", "none", "-q"],
+                          str(seed), "-o", str(out), "--prefix", "run", "--library", "none", "-q", *extra],
                          cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
     if res.returncode:
@@ -129,8 +131,10 @@ def main() -> int:
     ap.add_argument("--label", default="current", help="names the code measured (cache key)")
     ap.add_argument("--fresh", action="store_true")
     ap.add_argument("--no-doc", action="store_true")
+    ap.add_argument("--unmix-args", default="", help="more arguments for every run's 'unmix' (name them in --label)")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",") if s]
+    extra = shlex.split(args.unmix_args)
     med = statistics.median
     lines = ["| scene | path | seeds | median mean SAD (rad) | median mean RMSE | worst seed's largest SAD | "
              "ratio to exact: SAD / RMSE | median time (s) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -142,7 +146,7 @@ def main() -> int:
         files = mosaic_files(name, args.copies)
         P = scenes.load(name).abundances.shape[0]
         key = f"{name}_x{args.copies}"
-        runs = [run_unmix(key, files, P, s, args.label, args.fresh) for s in seeds]
+        runs = [run_unmix(key, files, P, s, args.label, args.fresh, extra) for s in seeds]
         exact = [exact_reference(name, s) for s in seeds]
         ms, mr = med(r["sad"] for r in runs), med(r["rmse"] for r in runs)
         es, er = med(e["sad"] for e in exact), med(e["rmse"] for e in exact)
@@ -152,7 +156,7 @@ def main() -> int:
                      f"{med(r['seconds'] for r in runs):.0f} |")
     if args.large:
         large_seeds = [int(s) for s in args.large_seeds.split(",") if s] or seeds
-        runs = [run_unmix("scene1000", large_files(), 4, s, args.label, args.fresh) for s in large_seeds]
+        runs = [run_unmix("scene1000", large_files(), 4, s, args.label, args.fresh, extra) for s in large_seeds]
         lines.append(f"| generated 1000 x 1000 x 224 ({runs[0]['method']}) | default | {len(runs)} | "
                      f"{med(r['sad'] for r in runs):.4f} | {med(r['rmse'] for r in runs):.4f} | "
                      f"{max(r['worst_sad'] for r in runs):.3f} | | {med(r['seconds'] for r in runs):.0f} |")
