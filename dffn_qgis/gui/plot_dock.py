@@ -356,7 +356,8 @@ class PlotDock(QgsDockWidget):
         if self.run is None or not self.pixels:
             self.pixel_label.setText("")
             return
-        rule = {"nnls": "non-negative least squares, scaled to sum to one (as the abundance maps)",
+        rule = {"nnls": "non-negative least squares, scaled to sum to one, with the run's brightness spread "
+                        "(as the abundance maps)",
                 "fcls": "fully constrained least squares", "ls": "unconstrained least squares",
                 "network": "the abundance maps' values"}
         texts = [fit.describe(self.run.names) for fit, _, _ in self.pixels]

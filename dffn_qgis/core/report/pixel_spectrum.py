@@ -43,6 +43,7 @@ class RunSpectra:
     scaling: dict                       # the record's: GDAL scale/offset and the divisor
     rule: str                           # "nnls" (refined), "fcls", "ls" or "network"
     stack_path: Optional[str]           # the abundance stack (read for rule "network")
+    sum_weight: float = 0.0             # of the refined fit's soft sum term (the record's pixel_brightness)
 
     @property
     def n_endmembers(self) -> int:
@@ -96,7 +97,8 @@ def load_run(record_path) -> RunSpectra:
     return RunSpectra(record_path=record_path, input_path=str(record.get("input") or ""), bands=bands,
                       endmembers=np.asarray(spectra.values, dtype=np.float64), names=tuple(spectra.names),
                       wavelengths=spectra.wavelengths, scaling=dict(record.get("scaling") or {}),
-                      rule=_rule(record), stack_path=outputs.get("stack"))
+                      rule=_rule(record), stack_path=outputs.get("stack"),
+                      sum_weight=float((record.get("pixel_brightness") or {}).get("sum_weight") or 0.0))
 
 
 def _rule(record: dict) -> str:
@@ -201,18 +203,19 @@ def read_pixel(path, bands: Sequence[int], row: int, col: int, scaling: Optional
     return values / divisor
 
 
-def fit_pixel(y: np.ndarray, E: np.ndarray, rule: str = "nnls",
-              fractions: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray, float]:
+def fit_pixel(y: np.ndarray, E: np.ndarray, rule: str = "nnls", fractions: Optional[np.ndarray] = None,
+              sum_weight: float = 0.0) -> Tuple[np.ndarray, np.ndarray, float]:
     """Fractions (P,), reconstruction (bands,) and spectral angle of the pixel ``y`` on ``E``.
 
     ``rule``: ``nnls`` (coefficients >= 0, fractions = coefficients / their sum: DFFN's refined
     abundances), ``fcls`` (>= 0, sum to one), ``ls`` (unconstrained coefficients, as they are) or
     ``network`` (``fractions`` given, read from the abundance raster; the reconstruction is scaled to
-    the pixel's brightness by least squares)."""
+    the pixel's brightness by least squares). ``sum_weight``: of the ``nnls`` rule's soft sum-to-one
+    term, as the run chose it (:mod:`dffn_qgis.core.method.brightness`)."""
     y = np.asarray(y, dtype=np.float64)
     E = np.asarray(E, dtype=np.float64)
     if rule == "nnls":
-        coefficients = nnls(y[:, None], E)[:, 0]
+        coefficients = nnls(y[:, None], E, sum_weight=sum_weight)[:, 0]
         total = coefficients.sum()
         fractions = coefficients / total if total > 0 else np.full(E.shape[1], 1.0 / E.shape[1])
     elif rule == "fcls":
@@ -259,6 +262,6 @@ def pixel_spectrum(run: RunSpectra, row: int, col: int) -> PixelFit:
         given = _stack_fractions(run, row, col)
         if given is None:
             rule = "nnls"       # the stack is gone: the refined fit is the nearest thing
-    fractions, reconstruction, angle = fit_pixel(y, run.endmembers, rule, given)
+    fractions, reconstruction, angle = fit_pixel(y, run.endmembers, rule, given, run.sum_weight)
     return PixelFit(row=row, col=col, spectrum=y, fractions=fractions, reconstruction=reconstruction,
                     angle_rad=angle, rule=rule)

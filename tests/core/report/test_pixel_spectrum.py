@@ -25,8 +25,9 @@ def run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pixel")
     path = folder / "scene.tif"
     write_geotiff(make_scene(H, W, 16, 3, seed=2), path)
+    # a fixed brightness spread: the fit has a soft sum term of non-zero weight, which the panel must use
     params = params_for("fast", n_endmembers=3, epochs=3, starts=1, start_epochs=0, patience=0, threads=1,
-                        device="cpu", seed=1)
+                        device="cpu", seed=1, pixel_brightness="fixed")
     summary = service.run(service.RunRequest.make(path, params, plan_outputs(folder / "out", "s")))
     return summary.paths
 
@@ -36,6 +37,8 @@ def test_fractions_are_those_of_the_abundance_raster(run):
     run wrote."""
     spectra = load_run(run["record_json"])
     assert spectra.rule == "nnls" and spectra.n_endmembers == 3 and spectra.wavelengths is not None
+    assert spectra.sum_weight > 0
+    assert spectra.sum_weight == json.load(open(run["record_json"]))["pixel_brightness"]["sum_weight"]
     stack = gdal.Open(run["stack"]).ReadAsArray()
     error = gdal.Open(run["error"]).ReadAsArray()
     scene = read_scene(spectra.input_path, bands=list(spectra.bands))
