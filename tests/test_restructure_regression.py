@@ -1,8 +1,8 @@
 """The restructuring (one schema, one service, one driver, the core in rooms) changed no result: the
 same run with the code before it (commit 91b7e09, from this repository's history) writes the same
 rasters and spectra, byte for byte, as today's code given the same settings. Today's code names the
-endmembers and leaves out water-vapour bands by default; both are switched off here, as they did not
-exist then."""
+endmembers, leaves out water-vapour bands and weighs a soft sum-to-one term into the refined
+abundances by default; all three are switched off here, as they did not exist then."""
 import shutil
 import subprocess
 import sys
@@ -38,7 +38,8 @@ def test_the_same_run_writes_the_same_files_as_before_the_restructuring(old_tree
     common = ["unmix", tif, "-p", "3", "--prefix", "x", "--device", "cpu", "--seed", "3", "--epochs", "25",
               "--precision", "float32", "-q"]
     for tree, out, extra in ((old_tree, tmp_path / "old", []),
-                             (ROOT, tmp_path / "new", ["--keep-bad-bands", "--library", "none"])):
+                             (ROOT, tmp_path / "new", ["--keep-bad-bands", "--library", "none",
+                                                       "--pixel-brightness", "free"])):
         proc = subprocess.run([sys.executable, "-m", "dffn_qgis", *common, "-o", str(out), *extra], cwd=tree,
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-2000:]
