@@ -35,6 +35,7 @@ from .ffm import _sq_distances, spectral_kernel
 from ..run.progress import Monitor, as_monitor
 from ..io.raster_source import windows
 from .extreme_pixels import SkewerExtremes
+from .signal_subspace import SignalSubspace
 
 CHECK_PIXELS = 64
 CHUNK = 4096                 # pixels per kernel evaluation: bounds the n x m kernel block in memory
@@ -115,6 +116,15 @@ class BandMoments:
             keys, kept = keys[best], kept[:, best]
         self._keys, self._kept = keys, kept
 
+    @classmethod
+    def gather(cls, source, params: DFFNParams, monitor: Monitor) -> "BandMoments":
+        """The moments of ``source`` in a pass of their own (when no scan gathered them)."""
+        moments = cls.for_params(params)
+        moments.start(source.n_bands)
+        for Yb in valid_blocks(source, torch.device("cpu"), monitor, "feature fusion: band similarity"):
+            moments.update(Yb.numpy())
+        return moments.finish()
+
     def finish(self, divisor: float = 1.0) -> "BandMoments":
         order = np.argsort(self._keys, kind="stable")
         self.sample = np.ascontiguousarray(self._kept[:, order] / np.float32(divisor))
@@ -138,14 +148,20 @@ class ScalableFusion:
     relative_error: float = 0.0             # measured error of the spatial term (check pixels)
     n_landmarks: int = 0
     extreme_centres: list = field(default_factory=list)     # (row, col) of the extreme pixels found
+    subspace: Optional[SignalSubspace] = None   # pixels are projected on it before anything else (denoise)
 
     # -- applying ------------------------------------------------------------------------------
     def raw_terms(self, Yb: torch.Tensor):
+        Yb = self.seen(Yb)
         spec = self.spectral @ Yb if self.spectral is not None else None
         spat = None
         if self.landmarks is not None:
             spat = torch.cat([self.projection @ _kernel(self.landmarks, part.T) for part in _chunks(Yb)], dim=1)
         return spec, spat
+
+    def seen(self, Yb: torch.Tensor) -> torch.Tensor:
+        """The pixels as the fusion sees them: on the signal subspace when denoising."""
+        return Yb if self.subspace is None else self.subspace.project(Yb)
 
     def _combined(self, Yb: torch.Tensor) -> torch.Tensor:
         return self._combine(*self.raw_terms(Yb), like=Yb)
@@ -184,34 +200,34 @@ class ScalableFusion:
     @classmethod
     def fit(cls, source, params: DFFNParams, device: torch.device, n_valid: int,
             monitor: Optional[Monitor] = None, extremes: int = 0,
-            moments: Optional[BandMoments] = None) -> "ScalableFusion":
+            moments: Optional[BandMoments] = None, subspace: Optional[SignalSubspace] = None) -> "ScalableFusion":
         """Fit both terms to ``source``: ``moments`` (the band Gram matrix and a pixel sample, as
         the raster's scan gathered them; computed here in a pass of its own when None), then the
         spatial term's passes. With ``extremes``, the first of them also finds that many extreme
         pixels (``extreme_centres``: (row, col), most distinct first;
-        :mod:`~dffn_qgis.core.method.extreme_pixels`). The normalisations are fixed afterwards,
-        on the pixels to train on (:meth:`normalise`)."""
+        :mod:`~dffn_qgis.core.method.extreme_pixels`). With ``subspace`` every pixel is projected
+        on it first (the moments too). The normalisations are fixed afterwards, on the pixels to
+        train on (:meth:`normalise`)."""
         monitor = as_monitor(monitor)
         w = params.w
         if moments is None:
-            moments = BandMoments.for_params(params)
-            moments.start(source.n_bands)
-            for Yb in valid_blocks(source, torch.device("cpu"), monitor.sub(0.0, 0.2), "feature fusion: band similarity"):
-                moments.update(Yb.numpy())
-            moments.finish()
+            moments = BandMoments.gather(source, params, monitor.sub(0.0, 0.2))
             monitor = monitor.sub(0.2, 1.0)
-        gram = torch.from_numpy(moments.gram).to(device)
+        gram_np, sample = moments.gram, moments.sample
+        if subspace is not None:
+            gram_np, sample = subspace.project_gram(gram_np), subspace.project(sample)
+        gram = torch.from_numpy(gram_np).to(device)
         spectral = spectral_kernel(gram, n_valid, params.spectral_pixels).float() if w > 0 else None
-        fusion = cls(w=w, spectral=spectral, landmarks=None, projection=None)
-        finder = SkewerExtremes(moments.gram, extremes, params.seed) if extremes else None
+        fusion = cls(w=w, spectral=spectral, landmarks=None, projection=None, subspace=subspace)
+        finder = SkewerExtremes(gram_np, extremes, params.seed) if extremes else None
         if w < 1:
-            candidates = torch.from_numpy(moments.sample.T.copy()).to(device)
+            candidates = torch.from_numpy(sample.T.copy()).to(device)
             first = min(params.landmarks, n_valid)
             most = min(n_valid, MAX_LANDMARKS, first * MAX_LANDMARK_FACTOR)
             fusion._fit_spatial(source, candidates, first, most, params.ffm_tolerance, device, monitor, finder)
         elif finder is not None:
             for Yb, rows, cols in valid_blocks(source, torch.device("cpu"), monitor, "extreme pixels", positions=True):
-                finder.update(Yb.numpy(), rows, cols)
+                finder.update(fusion.seen(Yb).numpy(), rows, cols)
         fusion.extreme_centres = finder.pick(extremes) if finder is not None else []
         return fusion
 
@@ -237,9 +253,10 @@ class ScalableFusion:
                                       positions=seen_by is not None):
                 if seen_by is not None:
                     Yb, rows, cols = block
+                    Yb = self.seen(Yb)
                     seen_by.update(Yb.cpu().numpy(), rows, cols)
                 else:
-                    Yb = block
+                    Yb = self.seen(block)
                 for part in _chunks(Yb):
                     acc += (part @ _kernel(part.T, new)).double()
                     if acc_check is not None:

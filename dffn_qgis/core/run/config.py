@@ -37,6 +37,7 @@ class DFFNParams:
     kernel: int = 5               # the padding is kernel // 2, so that the image keeps its size
     input_components: int = 0     # the abundance module's input: this many leading components (0: the bands)
     # fusion
+    denoise: str = "off"          # "subspace": fusion and training see the image on its signal subspace
     w: float = 0.5
     ffm_block: int = 2048         # pixels per block of the spatial similarity product
     spectral_pixels: int = SAMSON_PIXELS   # band distances are scaled to this many pixels (0: raw sums)

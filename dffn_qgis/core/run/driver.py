@@ -18,6 +18,7 @@ import torch
 from ..method.brightness import BRIGHTNESS_NOTE, brightness_spread, fit_brightness
 from ..method.endmember_count import CountEstimate, count_source
 from ..method.pixel_simplex import check_pixel_simplex
+from ..method.signal_subspace import SignalSubspace, signal_subspace
 from ..method.train import TrainOutcome, train_with_cpu_fallback
 from .config import DFFNParams
 from .context import RunContext
@@ -29,12 +30,16 @@ from .run_record import check_scene, run_record
 @dataclass
 class TrainingBatch:
     """What the network trains on: ``image`` (L x H x W, or B x L x h x w windows), the valid pixels
-    ``Y`` (L x n) and their flat indices in ``image`` (None when all pixels are valid)."""
+    ``Y`` (L x n) and their flat indices in ``image`` (None when all pixels are valid). ``target``:
+    what the loss compares the reconstruction with, when not ``Y`` (the denoised pixels); ``Y``
+    stays the data as read, for everything after training."""
 
     image: np.ndarray
     Y: np.ndarray
     valid_index: Optional[np.ndarray]
     fusion_s: float
+    target: Optional[np.ndarray] = None
+    denoise: Optional[dict] = None          # the record's ``denoise`` (the signal subspace used)
 
 
 @dataclass
@@ -72,6 +77,20 @@ class Strategy:
         raise NotImplementedError
 
 
+def denoiser(sample: np.ndarray, params: DFFNParams, monitor: Monitor) -> Optional[SignalSubspace]:
+    """The signal subspace the fusion and the training see (``params.denoise``), estimated on
+    ``sample`` (L x n pixels of the image), said in the log; None: the data as read."""
+    if params.denoise == "off":
+        return None
+    subspace = signal_subspace(sample, params.n_endmembers)
+    if subspace is None:
+        monitor.info("not denoised: the signal subspace holds every band, or the image has too few pixels "
+                     "or no noise to estimate it")
+    else:
+        monitor.info(subspace.note())
+    return subspace
+
+
 def resolve_count(params: DFFNParams, source, monitor: Monitor,
                   count: Optional[CountEstimate] = None) -> Tuple[DFFNParams, Optional[CountEstimate]]:
     """``n_endmembers = 0``: the recommended estimate of :mod:`~dffn_qgis.core.method.endmember_count`
@@ -99,7 +118,8 @@ def drive(strategy: Strategy, scene, params: DFFNParams, monitor: Optional[Monit
     with RunContext(params) as context:
         t0 = time.perf_counter()
         batch = strategy.training_batch(params, context.hardware.device, monitor.sub(0.0, strategy.fusion_share))
-        outcome, params = train_with_cpu_fallback(batch.image, batch.Y, batch.valid_index, params,
+        target = batch.Y if batch.target is None else batch.target
+        outcome, params = train_with_cpu_fallback(batch.image, target, batch.valid_index, params,
                                                   monitor.sub(strategy.fusion_share, strategy.training_share),
                                                   context.hardware)
         t_train = time.perf_counter() - t0 - batch.fusion_s
@@ -124,6 +144,8 @@ def drive(strategy: Strategy, scene, params: DFFNParams, monitor: Optional[Monit
                                        sum_weight=spread.sum_weight if spread else 0.0)
     extra = dict(maps.extra)
     extra["endmember_brightness_factors"] = [float(f) for f in factors]
+    if batch.denoise is not None:
+        extra["denoise"] = batch.denoise
     if simplex is not None:
         extra["pixel_simplex"] = simplex.to_dict()
     if spread is not None:

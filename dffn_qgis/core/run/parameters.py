@@ -163,6 +163,11 @@ SCHEMA: Tuple[Parameter, ...] = (
               "the network's endmembers' angle, those pixels are the endmembers (a noise-free scene with pure "
               "pixels); 0: always the network's", 0.0, 1.0),
     # --- feature fusion
+    Parameter("denoise", str, "Denoise",
+              "subspace: the feature fusion and the training see each pixel projected on the image's signal "
+              "subspace (noise-whitened components above the noise edge, at least one per endmember), which "
+              "removes the noise outside it; the abundances and the error map still use the data as read. "
+              "off: the data as read, as published", choices=("off", "subspace")),
     Parameter("w", float, "Fusion weight w",
               "weight between spectral (1) and spatial (0) similarity in the feature fusion module", 0.0, 1.0),
     Parameter("ffm_block", int, "Fusion block size (pixels)",

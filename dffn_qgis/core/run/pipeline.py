@@ -23,7 +23,8 @@ from ..io.gdal_open import open_raster
 from ..io.raster_io import read_scene
 from ..io.raster_source import ArraySource, RasterSource
 from .result import UnmixResult, no_abundance_note, sum_to_one
-from .driver import AbundanceMaps, Strategy, TrainingBatch, drive, resolve_count
+from .driver import AbundanceMaps, Strategy, TrainingBatch, denoiser, drive, resolve_count
+from ..method.signal_subspace import even_sample
 from .run_record import check_scene, raw_sum_stats  # noqa: F401  (check_scene: public)
 from .scalable import unmix_source
 from ..io.scene import Scene
@@ -98,18 +99,21 @@ class ExactStrategy(Strategy):
         valid = scene.valid
         Y = np.ascontiguousarray(scene.data[:, valid], dtype=np.float32)        # L x n (row-major order)
         t0 = time.perf_counter()
+        subspace = denoiser(even_sample(Y), params, monitor)
+        seen = Y if subspace is None else subspace.project(Y)
         try:
-            image = enhanced_image(scene, Y, params, device, monitor)
+            image = enhanced_image(scene, seen, params, device, monitor)
         except torch.OutOfMemoryError:
             if device.type == "cpu":
                 raise
             torch.cuda.empty_cache()
             monitor.info(f"out of memory on {device} in the feature fusion: computing it on the CPU instead")
-            image = enhanced_image(scene, Y, params, torch.device("cpu"), monitor)
+            image = enhanced_image(scene, seen, params, torch.device("cpu"), monitor)
         t_ffm = time.perf_counter() - t0
         monitor.info(f"feature fusion (w={params.w:g}) took {t_ffm:.1f} s")
         valid_index = None if valid.all() else np.flatnonzero(valid.ravel())
-        return TrainingBatch(image, Y, valid_index, t_ffm)
+        return TrainingBatch(image, Y, valid_index, t_ffm, target=None if subspace is None else seen,
+                             denoise=None if subspace is None else subspace.to_dict())
 
     def abundance_maps(self, outcome, endmembers, factors, batch, params, monitor,
                        sum_weight: float = 0.0) -> AbundanceMaps:

@@ -30,7 +30,7 @@ from ..method.model import spectral_angle
 from .progress import Monitor
 from ..io.raster_source import windows
 from .result import UnmixResult, no_abundance_note, sum_to_one
-from .driver import AbundanceMaps, Strategy, TrainingBatch, drive
+from .driver import AbundanceMaps, Strategy, TrainingBatch, denoiser, drive
 
 _TRIES = 8             # random placements tried per training window
 MIN_TILE = 32          # smallest tile before a GPU out of memory sends the work to the CPU
@@ -221,8 +221,14 @@ class ScalableStrategy(Strategy):
     def training_batch(self, params: DFFNParams, device: torch.device, monitor: Monitor) -> TrainingBatch:
         scene = self.source.scene
         t0 = time.perf_counter()
+        subspace = None
+        if params.denoise != "off":
+            if self.moments is None:
+                self.moments = BandMoments.gather(self.source, params, monitor.sub(0.0, 0.2))
+                monitor = monitor.sub(0.2, 1.0)
+            subspace = denoiser(self.moments.sample, params, monitor)
         self.fusion = ScalableFusion.fit(self.source, params, device, scene.n_valid, monitor,
-                                         extremes=params.n_endmembers, moments=self.moments)
+                                         extremes=params.n_endmembers, moments=self.moments, subspace=subspace)
         t_ffm = time.perf_counter() - t0
         if params.w < 1:
             monitor.info(f"feature fusion with {self.fusion.n_landmarks} landmarks: measured relative error of "
@@ -235,7 +241,9 @@ class ScalableStrategy(Strategy):
                              f"larger windows, or the exact method")
         monitor.info(f"training on {len(self.boxes)} windows ({Y.shape[1]} valid pixels)")
         all_valid = index.size == image.shape[0] * image.shape[2] * image.shape[3]
-        return TrainingBatch(image, Y, None if all_valid else index, t_ffm)
+        return TrainingBatch(image, Y, None if all_valid else index, t_ffm,
+                             target=None if subspace is None else subspace.project(Y),
+                             denoise=None if subspace is None else subspace.to_dict())
 
     def abundance_maps(self, outcome, endmembers, factors, batch, params, monitor,
                        sum_weight: float = 0.0) -> AbundanceMaps:
