@@ -1,8 +1,9 @@
 """The restructuring (one schema, one service, one driver, the core in rooms) changed no result: the
 same run with the code before it (commit 91b7e09, from this repository's history) writes the same
 rasters and spectra, byte for byte, as today's code given the same settings. Today's code names the
-endmembers, leaves out water-vapour bands and weighs a soft sum-to-one term into the refined
-abundances by default; all three are switched off here, as they did not exist then."""
+endmembers, leaves out water-vapour bands, weighs a soft sum-to-one term into the refined
+abundances and denoises what the network sees by default; all four are switched off here, as they
+did not exist then."""
 import shutil
 import subprocess
 import sys
@@ -39,7 +40,7 @@ def test_the_same_run_writes_the_same_files_as_before_the_restructuring(old_tree
               "--precision", "float32", "-q"]
     for tree, out, extra in ((old_tree, tmp_path / "old", []),
                              (ROOT, tmp_path / "new", ["--keep-bad-bands", "--library", "none",
-                                                       "--pixel-brightness", "free"])):
+                                                       "--pixel-brightness", "free", "--denoise", "off"])):
         proc = subprocess.run([sys.executable, "-m", "dffn_qgis", *common, "-o", str(out), *extra], cwd=tree,
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-2000:]

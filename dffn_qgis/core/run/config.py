@@ -98,9 +98,11 @@ PRESETS = {
     # most development scenes (docs/BENCHMARKS.md, "Precision"); ``precision=auto`` still asks for it.
     # Where the image's own pixels reconstruct it four times better than the network's endmembers (a
     # noise-free scene with pure pixels), those pixels are the endmembers (docs/METHOD.md).
+    # The fusion and the training see the image on its signal subspace (``denoise``): with the noise
+    # outside it gone, the angle loss tells close materials apart (docs/METHOD.md, "Denoising").
     "fast": DFFNParams(epochs=600, lr=3e-3, schedule="cosine", patience=60, min_delta=1e-3, precision="float32",
                        restarts=2, abundances="refined", pixel_simplex=0.25,
-                       pixel_brightness="auto"),
+                       pixel_brightness="auto", denoise="subspace"),
 }
 
 DEFAULT_PRESET = "fast"
