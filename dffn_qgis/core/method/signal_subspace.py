@@ -37,17 +37,19 @@ class SignalSubspace:
     mean_angle: float           # mean angle (rad) between the sample's pixels and their projections
 
     def project(self, Y):
-        """Project the columns of ``Y`` (L x n, numpy or torch)."""
+        """Project the columns of ``Y`` (L x n, numpy or torch). Always by torch, whose thread count
+        the run sets: numpy's BLAS may use another number of threads in another process (a Dask
+        worker), and a last-bit difference in what the network sees changes the whole training."""
         if isinstance(Y, torch.Tensor):
             left = torch.from_numpy(self.left).to(Y.device, Y.dtype)
             right = torch.from_numpy(self.right).to(Y.device, Y.dtype)
             return left @ (right @ Y)
-        return (self.left @ (self.right @ Y)).astype(Y.dtype, copy=False)
+        return self.project(torch.from_numpy(np.ascontiguousarray(Y))).numpy()
 
     def project_gram(self, gram: np.ndarray) -> np.ndarray:
         """The Gram matrix (L x L) of the projected pixels, from that of the pixels."""
-        M = self.left.astype(np.float64) @ self.right.astype(np.float64)
-        return M @ gram @ M.T
+        M = torch.from_numpy(self.left).double() @ torch.from_numpy(self.right).double()
+        return (M @ torch.from_numpy(np.asarray(gram, dtype=np.float64)) @ M.T).numpy()
 
     def to_dict(self) -> dict:
         return {"components": self.components, "noise_edge": self.noise_edge, "bands": int(self.left.shape[0]),
@@ -75,7 +77,9 @@ def signal_subspace(sample: np.ndarray, n_endmembers: int) -> Optional[SignalSub
     L, n = Y.shape
     if n <= L + 1 or L < 3:
         return None
-    noise_power = regression_noise_power(Y)
+    # rounded to float32: numpy's BLAS may run another number of threads in another process (a Dask
+    # worker), which changes the estimate's last bits, and what the network sees must not change
+    noise_power = regression_noise_power(Y).astype(np.float32).astype(np.float64)
     if not np.all(np.isfinite(noise_power)) or float(noise_power.max()) <= 0.0:
         return None
     edge, _, _ = noise_edge_count(Y, noise_power)
@@ -83,12 +87,12 @@ def signal_subspace(sample: np.ndarray, n_endmembers: int) -> Optional[SignalSub
     if k >= L:
         return None
     scale = np.sqrt(np.maximum(noise_power, 1e-12 * float(noise_power.max())))
-    Z = Y / scale[:, None]
-    _, vectors = np.linalg.eigh(Z @ Z.T / n)
-    basis = vectors[:, ::-1][:, :k]
+    Z = torch.from_numpy(Y / scale[:, None])
+    _, vectors = torch.linalg.eigh(Z @ Z.T / n)            # torch: see :meth:`SignalSubspace.project`
+    basis = vectors.numpy()[:, ::-1][:, :k]
     left = (scale[:, None] * basis).astype(np.float32)
     right = (basis.T / scale[None, :]).astype(np.float32)
-    projected = left.astype(np.float64) @ (right.astype(np.float64) @ Y)
+    projected = SignalSubspace(left, right, k, edge, 0.0, 0.0).project(Y)
     cos = np.einsum("ij,ij->j", projected, Y) / np.maximum(
         np.linalg.norm(projected, axis=0) * np.linalg.norm(Y, axis=0), 1e-300)
     snr = 10.0 * math.log10(max(float(np.einsum("ij,ij->", Y, Y)) / (n * float(noise_power.sum())), 1e-30))
