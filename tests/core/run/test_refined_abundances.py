@@ -15,7 +15,9 @@ from dffn_qgis.core.run.result import sum_to_one
 
 from small_scenes import scalable_scene as _scene
 
-QUICK = dict(n_endmembers=3, epochs=15, device="cpu", threads=1)
+# denoise off: these tests are of the abundance step, and their float32 refits (atol 1e-5) were sized on
+# the endmembers the plain training learns here (the denoised run: tests/core/method/test_signal_subspace.py)
+QUICK = dict(n_endmembers=3, epochs=15, device="cpu", threads=1, denoise="off")
 
 
 def _with_hole(scene):
