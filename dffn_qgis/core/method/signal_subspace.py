@@ -17,6 +17,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .abundance_lsq import even_columns
 from .endmember_count import noise_edge_count, regression_noise_power
 
 MAX_PIXELS = 8192          # pixels the subspace is estimated on (an even sample of the given ones)
@@ -61,19 +62,11 @@ class SignalSubspace:
                 f"rad on average)")
 
 
-def even_sample(Y: np.ndarray, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """At most ``max_pixels`` columns of ``Y``, evenly spaced (deterministic)."""
-    n = Y.shape[1]
-    if n <= max_pixels:
-        return Y
-    return Y[:, np.linspace(0, n - 1, max_pixels).round().astype(np.int64)]
-
-
-def signal_subspace(sample: np.ndarray, n_endmembers: int) -> Optional[SignalSubspace]:
-    """The signal subspace of the pixels ``sample`` (L x n, a sample of the image), or None where it
-    cannot be estimated or would keep every band (too few pixels for the noise regression, no
-    noise, as many components as bands)."""
-    Y = np.asarray(sample, dtype=np.float64)
+def signal_subspace(pixels: np.ndarray, n_endmembers: int) -> Optional[SignalSubspace]:
+    """The signal subspace of ``pixels`` (L x n, the image's or a sample of them; estimated on an
+    even sample of at most :data:`MAX_PIXELS`), or None where it cannot be estimated or would keep
+    every band (too few pixels for the noise regression, no noise, as many components as bands)."""
+    Y = even_columns(np.asarray(pixels, dtype=np.float64), MAX_PIXELS)
     L, n = Y.shape
     if n <= L + 1 or L < 3:
         return None

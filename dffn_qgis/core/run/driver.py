@@ -77,12 +77,12 @@ class Strategy:
         raise NotImplementedError
 
 
-def denoiser(sample: np.ndarray, params: DFFNParams, monitor: Monitor) -> Optional[SignalSubspace]:
+def denoiser(pixels: np.ndarray, params: DFFNParams, monitor: Monitor) -> Optional[SignalSubspace]:
     """The signal subspace the fusion and the training see (``params.denoise``), estimated on
-    ``sample`` (L x n pixels of the image), said in the log; None: the data as read."""
+    ``pixels`` (L x n, the image's or a sample of them), said in the log; None: the data as read."""
     if params.denoise == "off":
         return None
-    subspace = signal_subspace(sample, params.n_endmembers)
+    subspace = signal_subspace(pixels, params.n_endmembers)
     if subspace is None:
         monitor.info("not denoised: the signal subspace holds every band, or the image has too few pixels "
                      "or no noise to estimate it")

@@ -24,7 +24,6 @@ from ..io.raster_io import read_scene
 from ..io.raster_source import ArraySource, RasterSource
 from .result import UnmixResult, no_abundance_note, sum_to_one
 from .driver import AbundanceMaps, Strategy, TrainingBatch, denoiser, drive, resolve_count
-from ..method.signal_subspace import even_sample
 from .run_record import check_scene, raw_sum_stats  # noqa: F401  (check_scene: public)
 from .scalable import unmix_source
 from ..io.scene import Scene
@@ -99,7 +98,7 @@ class ExactStrategy(Strategy):
         valid = scene.valid
         Y = np.ascontiguousarray(scene.data[:, valid], dtype=np.float32)        # L x n (row-major order)
         t0 = time.perf_counter()
-        subspace = denoiser(even_sample(Y), params, monitor)
+        subspace = denoiser(Y, params, monitor)
         seen = Y if subspace is None else subspace.project(Y)
         try:
             image = enhanced_image(scene, seen, params, device, monitor)

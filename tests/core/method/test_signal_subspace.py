@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from dffn_qgis.core.method.signal_subspace import even_sample, signal_subspace
+from dffn_qgis.core.method.signal_subspace import signal_subspace
 from dffn_qgis.core.run.config import params_for
 from dffn_qgis.core.run.pipeline import unmix_scene
 
@@ -51,13 +51,15 @@ def test_at_least_one_component_per_endmember_and_none_where_it_cannot_be_estima
     assert signal_subspace((Y_clean + noise)[:, :3000], n_endmembers=60) is None    # every band kept
 
 
-def test_even_sample_is_deterministic_and_bounded():
-    Y = np.arange(3 * 10000, dtype=np.float32).reshape(3, 10000)
-    s = even_sample(Y, 100)
-    assert s.shape == (3, 100)
-    assert s[0, 0] == 0 and s[0, -1] == 9999
-    np.testing.assert_array_equal(even_sample(Y, 100), s)
-    assert even_sample(Y[:, :50], 100).shape == (3, 50)
+def test_a_large_image_is_estimated_on_an_even_sample_of_its_pixels():
+    from dffn_qgis.core.method.abundance_lsq import even_columns
+    from dffn_qgis.core.method.signal_subspace import MAX_PIXELS
+
+    Y_clean, noise = _noisy(N=MAX_PIXELS + 2000)
+    Y = Y_clean + noise
+    whole, sample = signal_subspace(Y, 4), signal_subspace(even_columns(Y, MAX_PIXELS), 4)
+    np.testing.assert_array_equal(whole.left, sample.left)
+    np.testing.assert_array_equal(whole.right, sample.right)
 
 
 @pytest.mark.parametrize("method", ["exact", "scalable"])
