@@ -99,18 +99,20 @@ def one_run(name, scene, A_true, M_true, device, overrides, log):
            "mean_sad_rad": scores["mean_sad_rad"], "mean_rmse": scores["mean_rmse"],
            "epochs": result.record["epochs_run"], "precision": result.record["precision"],
            "method": result.record["method"], "final_loss": result.loss,
+           "timings": result.record.get("timings"),
            "fallbacks": [m for m in messages if "out of memory" in m or "splitting" in m]}
     log(json.dumps(rec))
     return rec, result
 
 
 def difference(a, b) -> dict:
-    """Largest differences between two results of the same seed (endmembers max-normalised)."""
+    """Largest differences between two results of the same seed (endmembers max-normalised); the first
+    is the GPU's where one is."""
     from dffn_qgis.core.eval.metrics import normalise_endmembers
     E = np.abs(normalise_endmembers(a.endmembers) - normalise_endmembers(b.endmembers)).max()
     A = np.nanmax(np.abs(a.abundances - b.abundances))
     return {"max_abs_endmember_diff": float(E), "max_abs_abundance_diff": float(A),
-            "loss_gpu": a.loss, "loss_cpu": b.loss}
+            "loss_first": a.loss, "loss_second": b.loss}
 
 
 def oom_check(scene, A_true, M_true, log) -> dict:
@@ -126,6 +128,29 @@ def oom_check(scene, A_true, M_true, log) -> dict:
         torch.cuda.set_per_process_memory_fraction(1.0)
     rec["forced_fallback_seen"] = bool(rec["fallbacks"])
     return rec
+
+
+def forward_check(log) -> dict:
+    """One forward pass of the network with the same weights on the CPU and on the GPU (a Samson-sized
+    input), with TensorFloat-32 off (as runs use it) and on (torch's default for cuDNN convolutions)."""
+    from dffn_qgis.core.method.model import DFFN
+    torch.manual_seed(1)
+    H = W = 95
+    L, P = 156, 3
+    x = torch.rand(1, L, H, W)
+    net = DFFN(L, P, H * W).eval()
+    with torch.no_grad():
+        ref = [t.double() for t in net(x)]
+        out = {}
+        for tf32 in (False, True):
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+            gpu = [t.double().cpu() for t in net.to("cuda")(x.to("cuda"))]
+            net.to("cpu")
+            rel = [float((g - r).abs().max() / r.abs().max()) for g, r in zip(gpu, ref)]
+            out["tf32_on" if tf32 else "tf32_off"] = dict(zip(("A", "Y1", "E", "Y2"), rel))
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    log("forward pass, largest GPU-CPU difference relative to the largest value: " + json.dumps(out))
+    return out
 
 
 def main():
@@ -149,28 +174,42 @@ def main():
     log = lambda line: print("gpu-check: " + line, flush=True)     # noqa: E731
     summary = {"torch": torch.__version__, "dry_run": args.dry_run,
                "gpu": torch.cuda.get_device_name(0) if gpu == "cuda" else None, "runs": [], "cpu_vs_gpu": {}}
+    save = lambda: Path(args.out).write_text(json.dumps(summary, indent=1)) if args.out else None  # noqa: E731
+    # the GPU runs first, the CPU runs they are compared with last: a time-out loses the least
+    loaded, results = {}, {}
     for name, loader in (("samson", lambda: load_samson(inputs)), (DEV_SCENE, lambda: load_dev(inputs))):
-        loaded = loader()
-        if loaded is None:
+        loaded[name] = loader()
+        if loaded[name] is None:
             log(f"{name}: input not found, skipped (run --prepare where ../shared and earthlib exist)")
             continue
-        rec_g, res_g = one_run(name, *loaded, gpu, overrides, log)
-        rec_c, res_c = one_run(name, *loaded, "cpu", overrides, log)
-        summary["runs"] += [rec_g, rec_c]
-        summary["cpu_vs_gpu"][name] = difference(res_g, res_c)
-        log(f"{name}: {json.dumps(summary['cpu_vs_gpu'][name])}")
+        rec, results[name] = one_run(name, *loaded[name], gpu, overrides, log)
+        summary["runs"].append(rec)
+        save()
     large = load_large(size, 224)
     rec, _ = one_run(f"generated {size} x {size} x 224", *large, gpu, overrides, log)
     summary["runs"].append(rec)
+    save()
     if gpu == "cuda":
         summary["oom"] = oom_check(*large, log)
+        summary["forward_pass"] = forward_check(log)
+        save()
     else:
-        log("oom: needs a GPU (skipped in the dry run)")
+        log("oom and forward pass: need a GPU (skipped in the dry run)")
+    if loaded.get("samson") is not None:          # the same seed again on the same device
+        rec, again = one_run("samson (again)", *loaded["samson"], gpu, overrides, log)
+        summary["runs"].append(rec)
+        summary["repeat_same_device"] = difference(again, results["samson"])
+        log(f"samson twice on {gpu}: {json.dumps(summary['repeat_same_device'])}")
+        save()
+    for name, res_g in results.items():
+        rec, res_c = one_run(name, *loaded[name], "cpu", overrides, log)
+        summary["runs"].append(rec)
+        summary["cpu_vs_gpu"][name] = difference(res_g, res_c)
+        log(f"{name}: {json.dumps(summary['cpu_vs_gpu'][name])}")
+        save()
     summary["total_s"] = round(time.perf_counter() - t_start, 1)
-    text = json.dumps(summary, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    print(json.dumps(summary, indent=1))
+    save()
     return 0
 
 

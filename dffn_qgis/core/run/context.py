@@ -11,9 +11,13 @@ class RunContext:
     """What a run resolves once and the global state it changes, put back afterwards.
 
     ``hardware``: the device and training precision (:func:`~dffn_qgis.core.run.device.resolve_hardware`).
-    Put back on exit: torch's and numpy's random generators (the engine seeds them) and torch's CPU
-    thread count (set from ``params.threads``). The Python of QGIS is shared with other plugins and
-    with the next run.
+    Put back on exit: torch's and numpy's random generators (the engine seeds them), torch's CPU
+    thread count (set from ``params.threads``) and its TensorFloat-32 switches. The Python of QGIS is
+    shared with other plugins and with the next run.
+
+    TensorFloat-32 is off during a run: on NVIDIA GPUs cuDNN's convolutions use it by default, which
+    keeps 10 bits of each operand's mantissa; "float32" then means float32 on the GPU as on the CPU
+    (docs/RELIABILITY.md, "CPU and GPU").
     """
 
     def __init__(self, params: DFFNParams):
@@ -27,6 +31,9 @@ class RunContext:
         self._threads = torch.get_num_threads()
         if self.params.threads > 0:
             torch.set_num_threads(self.params.threads)
+        self._tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
         return self
 
     def __exit__(self, *exc_info) -> bool:
@@ -35,4 +42,5 @@ class RunContext:
         np.random.set_state(self._numpy)
         if torch.get_num_threads() != self._threads:
             torch.set_num_threads(self._threads)
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self._tf32
         return False
