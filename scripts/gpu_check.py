@@ -159,6 +159,8 @@ def main():
     ap.add_argument("--prepare", action="store_true", help="write the inputs for a GPU machine and stop")
     ap.add_argument("--inputs", default=str(ROOT / ".gpu-inputs"))
     ap.add_argument("--out", default="", help="write the JSON summary here too")
+    ap.add_argument("--repeat", action="store_true",
+                    help="only Samson and the development scene, each twice on the GPU: does it repeat itself")
     args = ap.parse_args()
     inputs = Path(args.inputs)
     if args.prepare:
@@ -175,6 +177,20 @@ def main():
     summary = {"torch": torch.__version__, "dry_run": args.dry_run,
                "gpu": torch.cuda.get_device_name(0) if gpu == "cuda" else None, "runs": [], "cpu_vs_gpu": {}}
     save = lambda: Path(args.out).write_text(json.dumps(summary, indent=1)) if args.out else None  # noqa: E731
+    if args.repeat:
+        summary["repeat_same_device"] = {}
+        for name, loader in (("samson", lambda: load_samson(inputs)), (DEV_SCENE, lambda: load_dev(inputs))):
+            scene = loader()
+            if scene is None:
+                continue
+            (rec_a, first), (rec_b, second) = (one_run(name, *scene, gpu, overrides, log) for _ in range(2))
+            summary["runs"] += [rec_a, rec_b]
+            summary["repeat_same_device"][name] = difference(first, second)
+            log(f"{name} twice on {gpu}: {json.dumps(summary['repeat_same_device'][name])}")
+            save()
+        summary["total_s"] = round(time.perf_counter() - t_start, 1)
+        save()
+        return 0
     # the GPU runs first, the CPU runs they are compared with last: a time-out loses the least
     loaded, results = {}, {}
     for name, loader in (("samson", lambda: load_samson(inputs)), (DEV_SCENE, lambda: load_dev(inputs))):

@@ -1,6 +1,8 @@
 """The global state a run changes, put back afterwards."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from .config import DFFNParams
@@ -16,8 +18,10 @@ class RunContext:
     shared with other plugins and with the next run.
 
     TensorFloat-32 is off during a run: on NVIDIA GPUs cuDNN's convolutions use it by default, which
-    keeps 10 bits of each operand's mantissa; "float32" then means float32 on the GPU as on the CPU
-    (docs/RELIABILITY.md, "CPU and GPU").
+    keeps 10 bits of each operand's mantissa; "float32" then means float32 on the GPU as on the CPU.
+    On a GPU, torch's deterministic algorithms are on during a run (cuDNN's deterministic convolutions,
+    no atomic additions in the backward passes; also put back), so that the same seed gives the same
+    result there too (docs/RELIABILITY.md, "CPU and GPU").
     """
 
     def __init__(self, params: DFFNParams):
@@ -34,6 +38,15 @@ class RunContext:
         self._tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
+        self._deterministic = None
+        if self.hardware.device.type == "cuda":
+            self._deterministic = (torch.are_deterministic_algorithms_enabled(),
+                                   torch.is_deterministic_algorithms_warn_only_enabled(),
+                                   torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+            # cuBLAS repeats its sums only with a fixed workspace; read when torch first uses cuBLAS
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
         return self
 
     def __exit__(self, *exc_info) -> bool:
@@ -43,4 +56,8 @@ class RunContext:
         if torch.get_num_threads() != self._threads:
             torch.set_num_threads(self._threads)
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self._tf32
+        if self._deterministic is not None:
+            enabled, warn_only, cudnn_deterministic, cudnn_benchmark = self._deterministic
+            torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn_deterministic, cudnn_benchmark
         return False
