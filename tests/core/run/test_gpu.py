@@ -19,12 +19,12 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="needs a CUDA device (torch sees none; the GPU check is docs/DEVELOPERS.md)")
 
 # One forward pass in float32 (TensorFloat-32 off, as runs use it): only the order of the sums differs.
-FORWARD_RTOL = 2e-5
+FORWARD_RTOL = 2e-5            # measured: 1.6e-6 (H200, torch 2.11)
 # After one epoch of the default preset, same seed: the two paths have hardly drifted apart yet.
-ONE_EPOCH_ATOL = 1e-3
+ONE_EPOCH_ATOL = 1e-5          # measured: 2.1e-7 (endmembers), 0 (abundances)
 # After 40 epochs the paths have drifted apart (training amplifies the sums' rounding), but the
 # result is as accurate: mean SAD against the truth within this many radians.
-SHORT_RUN_SAD_RAD = 0.02
+SHORT_RUN_SAD_RAD = 0.01       # measured: 0.0012 (0.3158 against 0.3170)
 
 
 def _scene():
