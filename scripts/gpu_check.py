@@ -5,10 +5,12 @@
 
 With the default preset and seed 1 it runs, on the GPU: Samson, one development scene (G03, EMIT
 grid, from benchmarks/), and a generated 1000 x 1000 x 224 scene (the scalable path); then the GPU
-out-of-memory path for real (a memory cap forces a tile size that does not fit). Samson and the
-development scene also run on the CPU with the same seed, so that the largest difference between
-the two results can be reported. It prints one line per run and, at the end, one JSON summary
-(also written to ``--out``). Budget: under 6 minutes on an H200 host.
+out-of-memory path for real (a memory cap forces a tile size that does not fit), one forward pass
+against the CPU's with TensorFloat-32 off and on, and Samson again (does the GPU repeat itself). Last,
+Samson and the development scene on the CPU with the same seed, for the largest difference between
+the two results. It prints one line per run and, at the end, one JSON summary (also written to
+``--out`` after each step). ``--repeat``: only Samson and the development scene, twice each on the
+GPU. Budget: under 6 minutes on an H200 host (docs/BENCHMARKS.md, "The GPU path").
 
 Inputs that do not travel to a GPU machine (``../shared`` and the earthlib package) are found in
 ``--inputs`` (default ``.gpu-inputs/``, git-ignored) when absent: ``--prepare`` writes them there.
