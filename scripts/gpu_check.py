@@ -162,12 +162,36 @@ def forward_check(log) -> dict:
     return out
 
 
+def profile_samson(inputs: Path, device: str, log) -> dict:
+    """Samson, 100 epochs (no stop, no restart) under torch's profiler: the operators that take the
+    most device and host time, and the time per epoch (after a 20-epoch warm-up run)."""
+    from torch.profiler import ProfilerActivity, profile
+    loaded = load_samson(inputs)
+    if loaded is None:
+        log("profile: Samson not found")
+        return {}
+    short = {"patience": 0, "restarts": 0}
+    one_run("samson warm-up, 20 epochs", *loaded, device, {**short, "epochs": 20}, log)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with profile(activities=activities) as prof:
+        rec, _ = one_run("samson, 100 epochs, profiled", *loaded, device, {**short, "epochs": 100}, log)
+    sort = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+    table = prof.key_averages().table(sort_by=sort, row_limit=20)
+    print(table, flush=True)
+    host = prof.key_averages().table(sort_by="cpu_time_total", row_limit=12)
+    print(host, flush=True)
+    return {"training_s_per_epoch": rec["timings"]["training_s"] / 100, "by_device_time": table,
+            "by_host_time": host}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dry-run", action="store_true", help="CPU only, 20 epochs, a 240 x 240 large scene")
     ap.add_argument("--prepare", action="store_true", help="write the inputs for a GPU machine and stop")
     ap.add_argument("--inputs", default=str(ROOT / ".gpu-inputs"))
     ap.add_argument("--out", default="", help="write the JSON summary here too")
+    ap.add_argument("--profile", action="store_true",
+                    help="only a 100-epoch Samson training under torch's profiler: where an epoch's time goes")
     ap.add_argument("--repeat", action="store_true",
                     help="only Samson and the development scene, each twice on the GPU: does it repeat itself")
     args = ap.parse_args()
@@ -186,6 +210,10 @@ def main():
     summary = {"torch": torch.__version__, "dry_run": args.dry_run,
                "gpu": torch.cuda.get_device_name(0) if gpu == "cuda" else None, "runs": [], "cpu_vs_gpu": {}}
     save = lambda: Path(args.out).write_text(json.dumps(summary, indent=1)) if args.out else None  # noqa: E731
+    if args.profile:
+        summary["profile"] = profile_samson(inputs, gpu, log)
+        save()
+        return 0
     if args.repeat:
         summary["repeat_same_device"] = {}
         for name, loader in (("samson", lambda: load_samson(inputs)), (DEV_SCENE, lambda: load_dev(inputs))):
