@@ -20,8 +20,9 @@ class RunContext:
     TensorFloat-32 is off during a run: on NVIDIA GPUs cuDNN's convolutions use it by default, which
     keeps 10 bits of each operand's mantissa; "float32" then means float32 on the GPU as on the CPU.
     On a GPU, torch's deterministic algorithms are on during a run (cuDNN's deterministic convolutions,
-    no atomic additions in the backward passes; also put back), so that the same seed gives the same
-    result there too (docs/RELIABILITY.md, "CPU and GPU").
+    no atomic additions in the backward passes), without their filling of new tensors with NaN; all put
+    back afterwards. The same seed then gives the same result there too (docs/RELIABILITY.md, "CPU and
+    GPU").
     """
 
     def __init__(self, params: DFFNParams):
@@ -40,13 +41,18 @@ class RunContext:
         torch.backends.cudnn.allow_tf32 = False
         self._deterministic = None
         if self.hardware.device.type == "cuda":
+            import torch.utils.deterministic
             self._deterministic = (torch.are_deterministic_algorithms_enabled(),
                                    torch.is_deterministic_algorithms_warn_only_enabled(),
-                                   torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+                                   torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+                                   torch.utils.deterministic.fill_uninitialized_memory)
             # cuBLAS repeats its sums only with a fixed workspace; read when torch first uses cuBLAS
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+            # deterministic mode also fills every new tensor with NaN (a debugging aid): in a profile of
+            # Samson on an H200 that was 200 fill kernels an epoch (docs/BENCHMARKS.md, "The GPU path")
+            torch.utils.deterministic.fill_uninitialized_memory = False
         return self
 
     def __exit__(self, *exc_info) -> bool:
@@ -57,7 +63,8 @@ class RunContext:
             torch.set_num_threads(self._threads)
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self._tf32
         if self._deterministic is not None:
-            enabled, warn_only, cudnn_deterministic, cudnn_benchmark = self._deterministic
+            enabled, warn_only, cudnn_deterministic, cudnn_benchmark, fill = self._deterministic
             torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn_deterministic, cudnn_benchmark
+            torch.utils.deterministic.fill_uninitialized_memory = fill
         return False

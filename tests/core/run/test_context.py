@@ -41,3 +41,20 @@ def test_tensorfloat32_is_off_during_a_run_and_put_back():
         assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def test_deterministic_settings_of_a_gpu_run_are_put_back(monkeypatch):
+    """What a run on a GPU switches on (deterministic algorithms, no NaN filling) is put back after it;
+    the GPU is simulated (the settings themselves need none)."""
+    import torch.utils.deterministic as deterministic
+    from dffn_qgis.core.run import context as context_module
+    from dffn_qgis.core.run.device import Hardware
+    fake = Hardware(torch.device("cuda"), "simulated", torch.float32, "float32")
+    monkeypatch.setattr(context_module, "resolve_hardware", lambda device, precision: fake)
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+              deterministic.fill_uninitialized_memory)
+    with RunContext(params_for("paper")):
+        assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+        assert not deterministic.fill_uninitialized_memory
+    assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+            deterministic.fill_uninitialized_memory) == before
