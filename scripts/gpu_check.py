@@ -214,9 +214,10 @@ def main():
         summary["profile"] = profile_samson(inputs, gpu, log)
         save()
         return 0
+    loaders = (("samson", lambda: load_samson(inputs)), (DEV_SCENE, lambda: load_dev(inputs)))
     if args.repeat:
         summary["repeat_same_device"] = {}
-        for name, loader in (("samson", lambda: load_samson(inputs)), (DEV_SCENE, lambda: load_dev(inputs))):
+        for name, loader in loaders:
             scene = loader()
             if scene is None:
                 continue
@@ -230,7 +231,7 @@ def main():
         return 0
     # the GPU runs first, the CPU runs they are compared with last: a time-out loses the least
     loaded, results = {}, {}
-    for name, loader in (("samson", lambda: load_samson(inputs)), (DEV_SCENE, lambda: load_dev(inputs))):
+    for name, loader in loaders:
         loaded[name] = loader()
         if loaded[name] is None:
             log(f"{name}: input not found, skipped (run --prepare where ../shared and earthlib exist)")
