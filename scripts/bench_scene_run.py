@@ -66,7 +66,8 @@ def main():
         result = unmix_scene(scene, params)
         E, A = result.endmembers, result.abundances[:, scene.valid]
         extra = {"epochs_run": result.record["epochs_run"], "final_loss": result.loss,
-                 "restarts": result.record["restarts"], "precision": result.record["precision"],
+                 "restarts": result.record["restarts"], "restart_reasons": result.record["restart_reasons"],
+                 "precision": result.record["precision"],
                  "timings": result.record["timings"], "pixel_simplex": result.record.get("pixel_simplex")}
     seconds = time.perf_counter() - t0
     if args.save:

@@ -2,8 +2,9 @@
 same run with the code before it (commit 91b7e09, from this repository's history) writes the same
 rasters and spectra, byte for byte, as today's code given the same settings. Today's code names the
 endmembers, leaves out water-vapour bands, weighs a soft sum-to-one term into the refined
-abundances and denoises what the network sees by default; all four are switched off here, as they
-did not exist then."""
+abundances, denoises what the network sees and restarts a run whose endmembers explain the image worse
+than its own pixels by default; all five are switched off here, as they did not exist then (with 25
+epochs and a patience of 60, no other restart can happen either)."""
 import shutil
 import subprocess
 import sys
@@ -40,7 +41,8 @@ def test_the_same_run_writes_the_same_files_as_before_the_restructuring(old_tree
               "--precision", "float32", "-q"]
     for tree, out, extra in ((old_tree, tmp_path / "old", []),
                              (ROOT, tmp_path / "new", ["--keep-bad-bands", "--library", "none",
-                                                       "--pixel-brightness", "free", "--denoise", "off"])):
+                                                       "--pixel-brightness", "free", "--denoise", "off",
+                                                       "--restarts", "0"])):
         proc = subprocess.run([sys.executable, "-m", "dffn_qgis", *common, "-o", str(out), *extra], cwd=tree,
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-2000:]

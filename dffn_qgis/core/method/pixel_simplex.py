@@ -9,10 +9,15 @@ and for the pixels VCA picks. When the pixels' angle is below ``ratio`` times th
 pixels are the endmembers. Wherever there is noise, or the linear model is only approximate (every
 real scene), the noise floor sets both angles and their ratio stays near one (docs/BENCHMARKS.md,
 "Endmembers from the image's pixels"), so the network's endmembers are kept.
+
+The same comparison tells a training run that ended in a poor state: endmembers that explain the
+pixels *worse* than the image's own extreme pixels do (:meth:`ImagePixels.poorer_fit`) are a reason
+for a fresh start (docs/METHOD.md, "Stuck training and restarts").
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -55,19 +60,49 @@ def mean_fit_angle(Y: np.ndarray, E: np.ndarray) -> float:
     return float(np.mean(fit_angles(Y, E @ nnls(Y, E))))
 
 
-def check_pixel_simplex(Y: np.ndarray, network_endmembers: np.ndarray, ratio: float,
-                        seed: int = 1) -> SimplexCheck:
-    """Choose between the network's endmembers (L x P) and the image's extreme pixels, picked by VCA
-    among ``Y`` (L x n), by the rule of the module's docstring."""
-    Y = np.asarray(Y, dtype=np.float64)
-    E = np.asarray(network_endmembers, dtype=np.float64)
-    try:
-        _, indices = vca(Y, E.shape[1], seed=seed)          # on every pixel: a pure one may be rare
-    except InputError:                     # too few distinct pixels for VCA: nothing to compare with
-        return SimplexCheck(E, False, mean_fit_angle(even_columns(Y, MAX_PIXELS), E), float("nan"), ratio)
-    pixels = Y[:, indices]
-    sample = even_columns(Y, MAX_PIXELS)
-    network_angle, pixel_angle = mean_fit_angle(sample, E), mean_fit_angle(sample, pixels)
-    use = bool(pixel_angle < ratio * network_angle)
-    return SimplexCheck(pixels if use else E, use, network_angle, pixel_angle, ratio)
+@dataclass
+class ImagePixels:
+    """The image's extreme pixels (VCA, L x P; None when there are too few distinct pixels) and the
+    even sample of pixels every endmember set is judged on, with the pixels' own mean fit angle."""
 
+    pixels: Optional[np.ndarray]
+    sample: np.ndarray
+    angle: float                           # NaN without pixels
+
+    @classmethod
+    def of(cls, Y: np.ndarray, n_endmembers: int, seed: int = 1) -> "ImagePixels":
+        """VCA's ``n_endmembers`` pixels among ``Y`` (L x n; all of them: a pure one may be rare)."""
+        Y = np.asarray(Y, dtype=np.float64)
+        sample = even_columns(Y, MAX_PIXELS)
+        try:
+            _, indices = vca(Y, n_endmembers, seed=seed)
+        except InputError:                 # too few distinct pixels for VCA: nothing to compare with
+            return cls(None, sample, float("nan"))
+        pixels = Y[:, indices]
+        return cls(pixels, sample, mean_fit_angle(sample, pixels))
+
+    def fit_angle(self, endmembers: np.ndarray) -> float:
+        """The mean angle between the sample's pixels and their non-negative fits on ``endmembers``."""
+        return mean_fit_angle(self.sample, np.asarray(endmembers, dtype=np.float64))
+
+    def poorer_fit(self, endmembers: np.ndarray) -> Optional[str]:
+        """Why ``endmembers`` (L x P) explain the pixels worse than the image's own extreme pixels, or
+        None when they explain them at least as well (or there are no pixels to compare with)."""
+        if self.pixels is None:
+            return None
+        angle = self.fit_angle(endmembers)
+        if angle <= self.angle:
+            return None
+        return (f"the endmembers explain the image worse than its own extreme pixels (VCA) do: mean "
+                f"reconstruction angle {angle:.3g} rad against {self.angle:.3g} rad")
+
+
+def check_pixel_simplex(reference: ImagePixels, network_endmembers: np.ndarray, ratio: float) -> SimplexCheck:
+    """Choose between the network's endmembers (L x P) and the image's extreme pixels
+    (``reference``, :meth:`ImagePixels.of`) by the rule of the module's docstring."""
+    E = np.asarray(network_endmembers, dtype=np.float64)
+    network_angle = reference.fit_angle(E)
+    if reference.pixels is None:
+        return SimplexCheck(E, False, network_angle, float("nan"), ratio)
+    use = bool(reference.angle < ratio * network_angle)
+    return SimplexCheck(reference.pixels if use else E, use, network_angle, reference.angle, ratio)

@@ -9,7 +9,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field, replace
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ class TrainOutcome:
     precision_reason: str = ""
     stopped_early: bool = False
     restarts: int = 0               # fresh starts after a run got stuck (docs/METHOD.md)
+    restart_reasons: List[str] = field(default_factory=list)   # "stalled" or "poor fit", per restart
     model: Optional[DFFN] = None    # the kept state, in eval mode (for tiled inference)
 
 
@@ -123,10 +124,28 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed % (2 ** 32))
 
 
+# A judge of a finished run's endmembers (L x P): None when they will do, else why a fresh start is due.
+EndmemberJudge = Callable[[np.ndarray], Optional[str]]
+
+
+def _endmembers(run: "_Run", x: torch.Tensor, valid: Optional[torch.Tensor]) -> np.ndarray:
+    """The endmembers of ``run``'s best state (in eval mode, as the outcome's are computed)."""
+    run.model.load_state_dict(run.best_state)
+    run.model.eval()
+    with torch.no_grad():
+        _, _, E, _ = run.model(x, valid)
+    return E.float().cpu().numpy()
+
+
 def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], params: DFFNParams,
-          monitor: Optional[Monitor] = None, hardware: Optional[Hardware] = None) -> TrainOutcome:
+          monitor: Optional[Monitor] = None, hardware: Optional[Hardware] = None,
+          judge: Optional[EndmemberJudge] = None) -> TrainOutcome:
     """Train DFFN on ``image`` (the enhanced image, L x H x W, or B x L x h x w training windows)
     against ``Y`` (L x n valid pixels).
+
+    ``judge``: asked once about the endmembers of the run that finished; when it gives a reason and a
+    restart is left (``params.restarts``), that run is given up for a fresh one (docs/METHOD.md,
+    "Stuck training and restarts"), and the lowest-loss run of all is kept as always.
 
     ``valid_index`` holds the flat indices (image, row, column order) of the valid pixels, or None
     when all are. ``hardware``: the device and precision the run resolved (resolved here when not
@@ -175,25 +194,30 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
         monitor.progress(shown, f"{label}: epoch {len(run.history)}, loss {value:.5f}")
 
     given_up: List[_Run] = []      # runs that got stuck, replaced by a fresh start
+    reasons: List[str] = []        # why each was given up
+
+    def give_up(run: _Run, reason: str, why: str) -> _Run:
+        nonlocal planned
+        monitor.info(f"{why}: starting again from a new initialisation "
+                     f"(restart {len(given_up) + 1} of at most {params.restarts})")
+        run.optimizer = run.scheduler = None
+        given_up.append(run)
+        reasons.append(reason)
+        planned += params.epochs
+        return _Run(params, Yt.shape[0], n_pixels, device, projection)
 
     def finish(run: _Run) -> _Run:
         """Train ``run`` to the end of the schedule or the patience stop. A run that stalls in
         the first half of the schedule, while the learning rate is still high, got stuck
         rather than converged (docs/METHOD.md): while restarts are left it is replaced by a
         fresh start."""
-        nonlocal planned
         while len(run.history) < params.epochs:
             step(run, "training", last_phase=True)
             if not run.stalled(params):
                 continue
             if len(given_up) < params.restarts and len(run.history) <= params.epochs // 2:
-                monitor.info(f"the loss stopped improving in the first half of the schedule (lowest "
-                             f"{run.best_loss:.5f} at epoch {run.best_epoch + 1}): starting again from a new "
-                             f"initialisation (restart {len(given_up) + 1} of at most {params.restarts})")
-                run.optimizer = run.scheduler = None
-                given_up.append(run)
-                planned += params.epochs
-                run = _Run(params, Yt.shape[0], n_pixels, device, projection)
+                run = give_up(run, "stalled", f"the loss stopped improving in the first half of the schedule "
+                                              f"(lowest {run.best_loss:.5f} at epoch {run.best_epoch + 1})")
             else:
                 run.stopped = True
                 break
@@ -215,8 +239,21 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
     if picking:
         monitor.info(f"training on with start {chosen + 1} (lowest loss)")
     run = finish(run)
-    if given_up and min(r.best_loss for r in given_up) < run.best_loss:
-        run = min(given_up, key=lambda r: r.best_loss)
+    rejected: List[_Run] = []      # runs whose endmembers the judge found poor
+    if judge is not None and len(given_up) < params.restarts:
+        why = judge(_endmembers(run, x, valid))
+        if why:
+            rejected.append(run)
+            run = finish(give_up(run, "poor fit", why))
+            again = judge(_endmembers(run, x, valid))
+            if again:
+                monitor.info(f"after the restart too, {again}")
+                rejected.append(run)
+    # the lowest loss among the runs the judge did not reject (among all when it rejected every one)
+    pool = [r for r in [run, *given_up] if all(r is not q for q in rejected)] or [run, *given_up]
+    kept = min(pool, key=lambda r: r.best_loss)
+    if kept is not run:
+        run = kept
         monitor.info(f"a run given up earlier reached the lowest loss ({run.best_loss:.5f}): keeping it")
     if not picking:
         start_losses = [run.best_loss]
@@ -238,12 +275,13 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
         loss=run.best_loss, history=run.history, epochs_run=epochs_run,
         start_losses=start_losses, chosen_start=chosen, device=str(device), device_reason=device_reason,
         precision=str(autocast_dtype).replace("torch.", ""), precision_reason=precision_reason,
-        stopped_early=stopped_early, restarts=len(given_up), model=run.model)
+        stopped_early=stopped_early, restarts=len(given_up), restart_reasons=reasons, model=run.model)
 
 
 def train_with_cpu_fallback(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray],
                             params: DFFNParams, monitor: Optional[Monitor] = None,
-                            hardware: Optional[Hardware] = None) -> Tuple[TrainOutcome, DFFNParams]:
+                            hardware: Optional[Hardware] = None,
+                            judge: Optional[EndmemberJudge] = None) -> Tuple[TrainOutcome, DFFNParams]:
     """:func:`train`; on a GPU that runs out of memory, say so and train on the CPU instead.
 
     Returns the outcome and the parameters that produced it (``device="cpu"`` after a fallback).
@@ -251,11 +289,11 @@ def train_with_cpu_fallback(image: np.ndarray, Y: np.ndarray, valid_index: Optio
     monitor = as_monitor(monitor)
     hardware = hardware or resolve_hardware(params.device, params.precision)
     try:
-        return train(image, Y, valid_index, params, monitor, hardware), params
+        return train(image, Y, valid_index, params, monitor, hardware, judge), params
     except torch.OutOfMemoryError:
         if hardware.device.type == "cpu":
             raise
         torch.cuda.empty_cache()
         monitor.info(f"out of memory on {hardware.device} while training: training on the CPU instead")
         params = replace(params, device="cpu")
-        return train(image, Y, valid_index, params, monitor), params
+        return train(image, Y, valid_index, params, monitor, judge=judge), params

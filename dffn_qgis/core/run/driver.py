@@ -17,7 +17,7 @@ import torch
 
 from ..method.brightness import BRIGHTNESS_NOTE, brightness_spread, fit_brightness
 from ..method.endmember_count import CountEstimate, count_source
-from ..method.pixel_simplex import check_pixel_simplex
+from ..method.pixel_simplex import ImagePixels, check_pixel_simplex
 from ..method.signal_subspace import SignalSubspace, signal_subspace
 from ..method.train import TrainOutcome, train_with_cpu_fallback
 from .config import DFFNParams
@@ -119,14 +119,25 @@ def drive(strategy: Strategy, scene, params: DFFNParams, monitor: Optional[Monit
         t0 = time.perf_counter()
         batch = strategy.training_batch(params, context.hardware.device, monitor.sub(0.0, strategy.fusion_share))
         target = batch.Y if batch.target is None else batch.target
+        # the image's extreme pixels: what the endmembers must explain the image at least as well as
+        # (a poorer fit is a reason to restart), and what replaces them on an exact simplex
+        reference = None
+        if params.pixel_simplex > 0 or params.restarts > 0:
+            reference = ImagePixels.of(batch.Y, params.n_endmembers, params.seed)
+        judge = None
+        if reference is not None and params.restarts > 0:
+            def judge(endmembers: np.ndarray) -> Optional[str]:
+                if params.pixel_simplex > 0 and check_pixel_simplex(reference, endmembers, params.pixel_simplex).use_pixels:
+                    return None            # the pixels replace them anyway
+                return reference.poorer_fit(endmembers)
         outcome, params = train_with_cpu_fallback(batch.image, target, batch.valid_index, params,
                                                   monitor.sub(strategy.fusion_share, strategy.training_share),
-                                                  context.hardware)
+                                                  context.hardware, judge)
         t_train = time.perf_counter() - t0 - batch.fusion_s
 
         learned, simplex = outcome.endmembers, None
         if params.pixel_simplex > 0:
-            simplex = check_pixel_simplex(batch.Y, learned, params.pixel_simplex, params.seed)
+            simplex = check_pixel_simplex(reference, learned, params.pixel_simplex)
             monitor.info(simplex.note())
             if simplex.use_pixels:
                 learned = simplex.endmembers

@@ -128,7 +128,8 @@ SCHEMA: Tuple[Parameter, ...] = (
               "stop once the loss has not improved for this many epochs (0: never stop early)", 0, 10 ** 7),
     Parameter("restarts", int, "Restarts when stuck",
               "fresh starts allowed when training gets stuck (the patience rule fires in the first half of "
-              "the epochs); the run with the lowest loss is kept", 0, 100),
+              "the epochs, or the endmembers explain the image worse than its own extreme pixels do: at "
+              "most one such restart); the run with the lowest loss is kept", 0, 100),
     Parameter("min_delta", float, "Minimum relative improvement",
               "relative loss improvement that counts as one for the patience rule", 0.0, 1.0),
     Parameter("precision", str, "Training precision",

@@ -52,6 +52,7 @@ def run_record(scene: Scene, params: DFFNParams, outcome, sums: dict, mean_angle
         "epochs_run": outcome.epochs_run,
         "stopped_early": outcome.stopped_early,
         "restarts": outcome.restarts,
+        "restart_reasons": outcome.restart_reasons,
         "start_losses": outcome.start_losses,
         "chosen_start": outcome.chosen_start + 1,
         "final_loss": outcome.loss,

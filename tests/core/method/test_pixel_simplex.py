@@ -5,7 +5,7 @@ import pytest
 from dffn_qgis.core.eval import synthetic
 from dffn_qgis.core.eval.metrics import sad_matrix
 from dffn_qgis.core.io.scene import Scene
-from dffn_qgis.core.method.pixel_simplex import check_pixel_simplex, mean_fit_angle
+from dffn_qgis.core.method.pixel_simplex import ImagePixels, check_pixel_simplex, mean_fit_angle
 from dffn_qgis.core.run.config import params_for
 from dffn_qgis.core.run.pipeline import unmix_scene
 
@@ -22,7 +22,7 @@ def smeared(E, share=0.15):
 
 def test_noise_free_pure_pixels_are_taken_and_are_the_truth():
     s, Y = pixels(snr_db=None)
-    check = check_pixel_simplex(Y, smeared(s.endmembers), ratio=0.25, seed=1)
+    check = check_pixel_simplex(ImagePixels.of(Y, 4, seed=1), smeared(s.endmembers), ratio=0.25)
     assert check.use_pixels
     assert check.pixel_angle < 1e-4 < check.network_angle
     sad = sad_matrix(check.endmembers, s.endmembers)
@@ -34,7 +34,7 @@ def test_noise_free_pure_pixels_are_taken_and_are_the_truth():
 def test_noisy_pixels_leave_the_network_endmembers(snr_db):
     s, Y = pixels(snr_db=snr_db)
     network = smeared(s.endmembers, 0.03)
-    check = check_pixel_simplex(Y, network, ratio=0.25, seed=1)
+    check = check_pixel_simplex(ImagePixels.of(Y, 4, seed=1), network, ratio=0.25)
     assert not check.use_pixels
     assert check.endmembers is not None and np.allclose(check.endmembers, network)
     assert check.pixel_angle > 0.25 * check.network_angle
@@ -88,3 +88,45 @@ def test_network_abundances_give_way_to_fits_when_the_pixels_are_taken():
     assert any("least-squares fit on those endmembers" in m for m in messages)
     order = sad_matrix(result.endmembers, s.endmembers).argmin(axis=0)
     assert np.abs(result.abundances.reshape(4, -1)[order] - s.abundances.reshape(4, -1)).max() < 1e-3
+
+
+def test_endmembers_that_miss_a_material_explain_the_image_worse_than_its_pixels():
+    s, Y = pixels(snr_db=40)
+    reference = ImagePixels.of(Y, 4, seed=1)
+    assert reference.poorer_fit(smeared(s.endmembers, 0.03)) is None         # near the truth: no worse
+    missed = s.endmembers.copy()
+    missed[:, 0] = 0.5 * (missed[:, 1] + missed[:, 2])                      # one material lost
+    why = reference.poorer_fit(missed)
+    assert why is not None and "worse than its own extreme pixels" in why
+    assert f"{reference.angle:.3g} rad" in why and reference.fit_angle(missed) > reference.angle
+
+
+def test_too_few_distinct_pixels_judge_nothing():
+    Y = np.random.default_rng(0).random((20, 2))                           # two pixels, three endmembers
+    reference = ImagePixels.of(Y, 3, seed=1)
+    assert reference.pixels is None and np.isnan(reference.angle)
+    assert reference.poorer_fit(np.random.default_rng(0).random((20, 3))) is None
+
+
+def test_a_run_whose_endmembers_fit_worse_than_the_pixels_is_restarted(monkeypatch):
+    """Wiring: the run's judge is the image's pixels; a poor fit costs one fresh start, recorded."""
+    s, _ = pixels(snr_db=30)
+    scene = Scene(data=s.cube, valid=np.ones(s.cube.shape[1:], bool))
+    calls = []
+
+    def poorer_fit(self, endmembers):
+        calls.append(endmembers.shape)
+        return "scripted poor fit" if len(calls) == 1 else None
+
+    monkeypatch.setattr(ImagePixels, "poorer_fit", poorer_fit)
+    messages = []
+    from dffn_qgis.core.run.progress import Monitor
+    params = params_for("fast", n_endmembers=4, epochs=4, patience=0, device="cpu", threads=1)
+    result = unmix_scene(scene, params, Monitor(info=messages.append))
+    assert calls == [(s.cube.shape[0], 4)] * 2
+    assert result.record["restarts"] == 1 and result.record["restart_reasons"] == ["poor fit"]
+    assert result.record["epochs_run"] == 8
+    assert any("scripted poor fit: starting again from a new initialisation" in m for m in messages)
+    none = unmix_scene(scene, params_for("fast", n_endmembers=4, epochs=4, patience=0, device="cpu", threads=1,
+                                         restarts=0))
+    assert len(calls) == 2 and none is not None                            # no restarts: never judged

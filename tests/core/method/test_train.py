@@ -18,10 +18,10 @@ def tiny():
     return s.cube.astype(np.float32), s.cube.reshape(L, -1).astype(np.float32)
 
 
-def _train(tiny, monitor=None, valid=None, **kw):
+def _train(tiny, monitor=None, valid=None, judge=None, **kw):
     image, Y = tiny
     params = params_for("paper", **{**TINY, **kw})
-    return train(image, Y if valid is None else Y[:, valid], valid, params, monitor)
+    return train(image, Y if valid is None else Y[:, valid], valid, params, monitor, judge=judge)
 
 
 def test_same_seed_same_output_on_cpu(tiny):
@@ -198,3 +198,41 @@ def test_training_with_input_components_runs_on_the_projection():
     assert outcome.model.aem[0][0].in_channels == 5
     assert outcome.model.input_projection.shape == (5, L)
     assert outcome.endmembers.shape == (L, 3) and np.isfinite(outcome.loss)
+
+
+def test_a_run_the_judge_finds_poor_is_restarted_once_and_the_accepted_one_kept(tiny, monkeypatch):
+    poor = [0.5 - 0.02 * i for i in range(10)]          # lower loss, but its endmembers are judged poor
+    fresh = [0.6 - 0.02 * i for i in range(10)]
+    _scripted_losses(monkeypatch, [poor, fresh])
+    verdicts = iter(["worse than the pixels", None])
+    seen, infos = [], []
+
+    def judge(E):
+        seen.append(E.shape)
+        return next(verdicts)
+
+    out = _train(tiny, monitor=Monitor(info=infos.append), epochs=10, patience=0, restarts=2, judge=judge)
+    assert seen == [(tiny[1].shape[0], 3)] * 2
+    assert out.restarts == 1 and out.restart_reasons == ["poor fit"] and out.epochs_run == 20
+    assert out.loss == pytest.approx(0.42)              # the accepted run, though the rejected one's loss is lower
+    assert any("worse than the pixels: starting again from a new initialisation (restart 1 of at most 2)" in m
+               for m in infos)
+
+
+def test_when_every_run_is_judged_poor_the_lowest_loss_is_kept(tiny, monkeypatch):
+    _scripted_losses(monkeypatch, [[0.3] * 10, [0.4] * 10])
+    infos = []
+    out = _train(tiny, monitor=Monitor(info=infos.append), epochs=10, patience=0, restarts=2,
+                 judge=lambda E: "poor")
+    assert out.restarts == 1 and out.loss == pytest.approx(0.3)            # one restart for a poor fit, not two
+    assert any("after the restart too, poor" in m for m in infos)
+    assert any("a run given up earlier reached the lowest loss (0.30000): keeping it" in m for m in infos)
+
+
+def test_no_judging_without_restarts_or_with_none_left(tiny, monkeypatch):
+    calls = []
+    _train(tiny, epochs=4, restarts=0, judge=lambda E: calls.append(1) or "poor")
+    assert calls == []
+    _scripted_losses(monkeypatch, [[0.5, 0.2] + [0.9] * 40, [0.5 - 0.01 * i for i in range(20)]])
+    out = _train(tiny, epochs=20, patience=4, restarts=1, judge=lambda E: calls.append(1) or "poor")
+    assert out.restarts == 1 and out.restart_reasons == ["stalled"] and calls == []
