@@ -120,15 +120,16 @@ def drive(strategy: Strategy, scene, params: DFFNParams, monitor: Optional[Monit
         batch = strategy.training_batch(params, context.hardware.device, monitor.sub(0.0, strategy.fusion_share))
         target = batch.Y if batch.target is None else batch.target
         # the image's extreme pixels: what the endmembers must explain the image at least as well as
-        # (a poorer fit is a reason to restart), and what replaces them on an exact simplex
+        # (a poorer fit is a reason to restart, then to take the pixels), and what replaces them on an
+        # exact simplex
         reference = None
         if params.pixel_simplex > 0 or params.restarts > 0:
             reference = ImagePixels.of(batch.Y, params.n_endmembers, params.seed)
         judge = None
         if reference is not None and params.restarts > 0:
             def judge(endmembers: np.ndarray) -> Optional[str]:
-                if params.pixel_simplex > 0 and check_pixel_simplex(reference, endmembers, params.pixel_simplex).use_pixels:
-                    return None            # the pixels replace them anyway
+                if check_pixel_simplex(reference, endmembers, params.pixel_simplex).use_pixels:
+                    return None            # an exact simplex: the pixels replace them anyway
                 return reference.poorer_fit(endmembers)
         outcome, params = train_with_cpu_fallback(batch.image, target, batch.valid_index, params,
                                                   monitor.sub(strategy.fusion_share, strategy.training_share),
@@ -136,8 +137,10 @@ def drive(strategy: Strategy, scene, params: DFFNParams, monitor: Optional[Monit
         t_train = time.perf_counter() - t0 - batch.fusion_s
 
         learned, simplex = outcome.endmembers, None
-        if params.pixel_simplex > 0:
-            simplex = check_pixel_simplex(reference, learned, params.pixel_simplex)
+        if reference is not None:
+            # with restarts on, the endmembers kept explain the image at least as well as its pixels
+            simplex = check_pixel_simplex(reference, learned, params.pixel_simplex,
+                                          at_least_pixels=params.restarts > 0)
             monitor.info(simplex.note())
             if simplex.use_pixels:
                 learned = simplex.endmembers

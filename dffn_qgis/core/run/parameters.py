@@ -129,7 +129,8 @@ SCHEMA: Tuple[Parameter, ...] = (
     Parameter("restarts", int, "Restarts when stuck",
               "fresh starts allowed when training gets stuck (the patience rule fires in the first half of "
               "the epochs, or the endmembers explain the image worse than its own extreme pixels do: at "
-              "most one such restart); the run with the lowest loss is kept", 0, 100),
+              "most one such restart, and if they still do, the pixels are the endmembers); the run with the "
+              "lowest loss is kept", 0, 100),
     Parameter("min_delta", float, "Minimum relative improvement",
               "relative loss improvement that counts as one for the patience rule", 0.0, 1.0),
     Parameter("precision", str, "Training precision",
@@ -160,9 +161,10 @@ SCHEMA: Tuple[Parameter, ...] = (
               "endmembers (fractions close to FCLS, less noise); auto: chosen from the image by how well fits "
               "on half of the bands predict the other half", choices=("auto", "free", "fixed")),
     Parameter("pixel_simplex", float, "Pixel endmember threshold",
-              "when the image's own extreme pixels (VCA) reconstruct it with a mean angle below this share of "
-              "the network's endmembers' angle, those pixels are the endmembers (a noise-free scene with pure "
-              "pixels); 0: always the network's", 0.0, 1.0),
+              "when the image's own extreme pixels (VCA's or N-FINDR's, whichever fit better) reconstruct it with "
+              "a mean angle below this share of the network's endmembers' angle, those pixels are the endmembers "
+              "(a noise-free scene with pure pixels); 0: only when, with restarts on, the network's endmembers "
+              "explain the image worse than those pixels", 0.0, 1.0),
     # --- feature fusion
     Parameter("denoise", str, "Denoise",
               "subspace: the feature fusion and the training see each pixel projected on the image's signal "

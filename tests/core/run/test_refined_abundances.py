@@ -100,6 +100,7 @@ def test_refined_abundances_do_not_need_the_tile_fusion(monkeypatch):
     unmix_scene(scene, params)
     assert len(calls) == 4     # the four training windows only
     calls.clear()
-    # (pixel check off: on this noise-free scene it takes the pixels, whose abundances are refined)
-    unmix_scene(scene, replace(params, abundances="network", pixel_simplex=0.0))
+    # (pixel check and restarts off: on this noise-free scene, or after a few epochs, it takes the
+    # pixels, whose abundances are refined)
+    unmix_scene(scene, replace(params, abundances="network", pixel_simplex=0.0, restarts=0))
     assert len(calls) == 4 + 9  # the training windows and every 32-pixel tile

@@ -169,7 +169,7 @@ def test_gpu_out_of_memory_splits_tiles_then_falls_back_to_the_cpu(monkeypatch):
 def test_training_out_of_memory_on_the_gpu_retrains_on_the_cpu(monkeypatch):
     calls = []
 
-    def fake_train(image, Y, index, params, monitor, hardware=None):
+    def fake_train(image, Y, index, params, monitor, hardware=None, judge=None):
         calls.append(params.device)
         if params.device.startswith("cuda"):
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
