@@ -58,15 +58,16 @@ def test_the_run_is_drawn_on_a_canvas_with_the_reports_colours(dock, run_files):
     from matplotlib.colors import to_hex
 
     from dffn_qgis.core.report.pixel_spectrum import load_run
-    from dffn_qgis.core.report.plotting import distinct_colours, hex_colour
+    from dffn_qgis.core.report.plotting import distinct_colours, hex_colour, legend_label
 
     run = load_run(run_files["record_json"])
     assert isinstance(dock.canvas, FigureCanvasQTAgg) and isinstance(dock.toolbar, NavigationToolbar2QT)
     assert dock.has_image() and dock.pick_button.isEnabled() and dock.report_button.isEnabled()
     lines = dock.ax.get_lines()
-    assert [line.get_label() for line in lines] == list(run.names)
+    labels = [legend_label(name) for name in run.names]          # long names wrapped, as in the report
+    assert [line.get_label() for line in lines] == labels
     assert [to_hex(line.get_color()) for line in lines] == [hex_colour(c) for c in distinct_colours(3)]
-    assert [t.get_text() for t in dock.ax.get_legend().get_texts()] == list(run.names)
+    assert [t.get_text() for t in dock.ax.get_legend().get_texts()] == labels
     assert dock.ax.get_xlabel() == "wavelength (nm)" and dock.ax.get_ylabel() == "reflectance"
     # type that stays readable in a narrow panel: 8 points and up for ticks, the figure at screen size
     assert min(t.get_fontsize() for t in dock.ax.get_xticklabels()) >= 8
