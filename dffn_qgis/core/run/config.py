@@ -55,8 +55,9 @@ class DFFNParams:
     # refined abundances: how far a pixel's brightness may differ from the mixture's ("free": any, the
     # fit scaled to sum to one; "fixed": hardly, close to FCLS; "auto": chosen on held-out bands)
     pixel_brightness: str = "free"
-    # the image's extreme pixels (VCA) replace the network's endmembers when they reconstruct the image
-    # with a mean angle below this share of the network's (an exact simplex: docs/METHOD.md; 0: never)
+    # the image's extreme pixels (VCA's or N-FINDR's) replace the network's endmembers when they reconstruct
+    # the image with a mean angle below this share of the network's (an exact simplex: docs/METHOD.md; 0: only
+    # when, with restarts on, they still reconstruct it better after a fresh start)
     pixel_simplex: float = 0.0
     # loss weights
     a: float = 1.0
@@ -97,7 +98,8 @@ PRESETS = {
     # Trained in float32 on every CPU: bfloat16 (3.5-4.5 times faster on CPUs with AMX) cost accuracy on
     # most development scenes (docs/BENCHMARKS.md, "Precision"); ``precision=auto`` still asks for it.
     # Where the image's own pixels reconstruct it four times better than the network's endmembers (a
-    # noise-free scene with pure pixels), those pixels are the endmembers (docs/METHOD.md).
+    # noise-free scene with pure pixels), those pixels are the endmembers; where they reconstruct it better
+    # at all, the run starts again once, and if it still falls short the pixels are taken (docs/METHOD.md).
     # The fusion and the training see the image on its signal subspace (``denoise``): with the noise
     # outside it gone, the angle loss tells close materials apart (docs/METHOD.md, "Denoising").
     "fast": DFFNParams(epochs=600, lr=3e-3, schedule="cosine", patience=60, min_delta=1e-3, precision="float32",
