@@ -89,10 +89,12 @@ def simplex_line(scene, s) -> str:
     if not checks:
         return ""
     ratios = [c["pixel_angle_rad"] / c["network_angle_rad"] for c in checks if c["network_angle_rad"] > 0]
-    taken = sum(c["endmembers_from"] != "network" for c in checks)
+    taken = [c for c in checks if c["endmembers_from"] != "network"]
     spread = f"{min(ratios):.3g}-{max(ratios):.3g}" if len(ratios) > 1 else f"{ratios[0]:.3g}" if ratios else "n/a"
+    why = sorted({f"{c['endmembers_from']}, {c['reason']}" if c.get("reason") else c["endmembers_from"] for c in taken})
     return (f"- {scene}: ratio {spread} (threshold {checks[0]['threshold_ratio']:g}); the image's pixels taken "
-            f"in {taken} of {len(checks)} run{'s' if len(checks) > 1 else ''}")
+            f"in {len(taken)} of {len(checks)} run{'s' if len(checks) > 1 else ''}"
+            + (f" ({'; '.join(why)})" if why else ""))
 
 
 def row(scene, label, s):
@@ -211,7 +213,8 @@ def main():
            "VCA + FCLS's median):", "", *verdicts, *skipped, "",
            *([] if not any(simplex) else [
                "Endmembers from the image's pixels (docs/METHOD.md): the judged runs' ratio of the mean "
-               "reconstruction angle of VCA's pixels to that of the network's endmembers:", "",
+               "reconstruction angle of the image's extreme pixels (VCA's; in runs since the poorer-fit rule, "
+               "the better fitting of VCA's and N-FINDR's) to that of the network's endmembers kept:", "",
                *[line for line in simplex if line], ""]),
            "Endmember count (`python -m dffn_qgis count`, what `--endmembers auto` uses) against the true count:",
            "", *counts, "", count_summary(counts[2:]), ""]
