@@ -128,13 +128,14 @@ def _seed_everything(seed: int) -> None:
 EndmemberJudge = Callable[[np.ndarray], Optional[str]]
 
 
-def _endmembers(run: "_Run", x: torch.Tensor, valid: Optional[torch.Tensor]) -> np.ndarray:
-    """The endmembers of ``run``'s best state (in eval mode, as the outcome's are computed)."""
+def _kept_outputs(run: "_Run", x: torch.Tensor, valid: Optional[torch.Tensor]) -> Tuple[np.ndarray, np.ndarray]:
+    """The abundances (P x n) and endmembers (L x P) of ``run``'s best state, with the network in eval
+    mode (BatchNorm running statistics), as the outcome reports them; the model keeps that state."""
     run.model.load_state_dict(run.best_state)
     run.model.eval()
     with torch.no_grad():
-        _, _, E, _ = run.model(x, valid)
-    return E.float().cpu().numpy()
+        A, _, E, _ = run.model(x, valid)
+    return A.float().cpu().numpy(), E.float().cpu().numpy()
 
 
 def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], params: DFFNParams,
@@ -241,11 +242,11 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
     run = finish(run)
     rejected: List[_Run] = []      # runs whose endmembers the judge found poor
     if judge is not None and len(given_up) < params.restarts:
-        why = judge(_endmembers(run, x, valid))
+        why = judge(_kept_outputs(run, x, valid)[1])
         if why:
             rejected.append(run)
             run = finish(give_up(run, "poor fit", why))
-            again = judge(_endmembers(run, x, valid))
+            again = judge(_kept_outputs(run, x, valid)[1])
             if again:
                 monitor.info(f"after the restart too, {again}")
                 rejected.append(run)
@@ -265,13 +266,10 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
     monitor.info(f"lowest loss {run.best_loss:.5f} at epoch {run.best_epoch + 1}; "
                  f"{epochs_run} epochs in {time.perf_counter() - t0:.1f} s")
 
-    run.model.load_state_dict(run.best_state)
-    run.model.eval()
-    with torch.no_grad():
-        A, _, E, _ = run.model(x, valid)
+    abundances, endmembers = _kept_outputs(run, x, valid)
     monitor.progress(1.0, "training done")
     return TrainOutcome(
-        abundances=A.float().cpu().numpy(), endmembers=E.float().cpu().numpy(),
+        abundances=abundances, endmembers=endmembers,
         loss=run.best_loss, history=run.history, epochs_run=epochs_run,
         start_losses=start_losses, chosen_start=chosen, device=str(device), device_reason=device_reason,
         precision=str(autocast_dtype).replace("torch.", ""), precision_reason=precision_reason,
