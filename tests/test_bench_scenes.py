@@ -74,5 +74,6 @@ def test_the_pixel_check_line_says_how_often_the_pixels_were_taken():
     runs = [{"pixel_simplex": {"endmembers_from": f, "network_angle_rad": 0.01, "pixel_angle_rad": p,
                                "threshold_ratio": 0.25}} for f, p in (("image pixels (VCA)", 1e-9), ("network", 0.012))]
     line = b.simplex_line("dc1", {"simplex": [r["pixel_simplex"] for r in runs]})
-    assert line == "- dc1: ratio 1e-07-1.2 (threshold 0.25); the image's pixels taken in 1 of 2 runs"
+    assert line == ("- dc1: ratio 1e-07-1.2 (threshold 0.25); the image's pixels taken in 1 of 2 runs "
+                    "(image pixels (VCA))")
     assert b.simplex_line("x", {"simplex": []}) == ""
