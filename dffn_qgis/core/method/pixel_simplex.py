@@ -12,7 +12,7 @@ noise floor sets both angles and their ratio stays near one (docs/BENCHMARKS.md,
 image's pixels"), so the network's endmembers are kept.
 
 The same comparison tells a training run that ended in a poor state: endmembers that explain the
-pixels *worse* than the image's own extreme pixels do (:meth:`ImagePixels.poorer_fit`) are a reason
+pixels *worse* than the image's own extreme pixels do (:meth:`SimplexCheck.poorer_fit`) are a reason
 for a fresh start, and when a network's endmembers still fall short, the pixels are taken
 (``at_least_pixels``; docs/METHOD.md, "Stuck training and restarts").
 """
@@ -58,6 +58,15 @@ class SimplexCheck:
                     f"pixels are the endmembers: {angles}")
         return f"endmembers from the network: {angles}"
 
+    def poorer_fit(self) -> Optional[str]:
+        """Why the network's endmembers call for a fresh start: they explain the image worse than its own
+        extreme pixels do (unless those pixels span it exactly, and so replace them anyway); None when they
+        explain it at least as well, or there are no pixels to compare with."""
+        if self.reason == "exact simplex" or not self.network_angle > self.pixel_angle:
+            return None
+        return (f"the endmembers explain the image worse than its own extreme pixels ({self.picker}) do: mean "
+                f"reconstruction angle {self.network_angle:.3g} rad against {self.pixel_angle:.3g} rad")
+
     def to_dict(self) -> dict:
         return {"endmembers_from": f"image pixels ({self.picker})" if self.use_pixels else "network",
                 "reason": self.reason, "pixels_picked_by": self.picker,
@@ -102,17 +111,6 @@ class ImagePixels:
     def fit_angle(self, endmembers: np.ndarray) -> float:
         """The mean angle between the sample's pixels and their non-negative fits on ``endmembers``."""
         return mean_fit_angle(self.sample, np.asarray(endmembers, dtype=np.float64))
-
-    def poorer_fit(self, endmembers: np.ndarray) -> Optional[str]:
-        """Why ``endmembers`` (L x P) explain the pixels worse than the image's own extreme pixels, or
-        None when they explain them at least as well (or there are no pixels to compare with)."""
-        if self.pixels is None:
-            return None
-        angle = self.fit_angle(endmembers)
-        if angle <= self.angle:
-            return None
-        return (f"the endmembers explain the image worse than its own extreme pixels ({self.picker}) do: mean "
-                f"reconstruction angle {angle:.3g} rad against {self.angle:.3g} rad")
 
 
 def check_pixel_simplex(reference: ImagePixels, network_endmembers: np.ndarray, ratio: float,

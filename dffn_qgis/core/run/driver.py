@@ -17,7 +17,7 @@ import torch
 
 from ..method.brightness import BRIGHTNESS_NOTE, brightness_spread, fit_brightness
 from ..method.endmember_count import CountEstimate, count_source
-from ..method.pixel_simplex import ImagePixels, check_pixel_simplex
+from ..method.pixel_simplex import ImagePixels, SimplexCheck, check_pixel_simplex
 from ..method.signal_subspace import SignalSubspace, signal_subspace
 from ..method.train import TrainOutcome, train_with_cpu_fallback
 from .config import DFFNParams
@@ -125,12 +125,21 @@ def drive(strategy: Strategy, scene, params: DFFNParams, monitor: Optional[Monit
         reference = None
         if params.pixel_simplex > 0 or params.restarts > 0:
             reference = ImagePixels.of(batch.Y, params.n_endmembers, params.seed)
+        checks = {}
+
+        def simplex_check(endmembers: np.ndarray) -> SimplexCheck:
+            """The comparison with the pixels, made once per endmember set (the judge's verdict on the run
+            kept and the final choice read the same one)."""
+            key = np.asarray(endmembers, dtype=np.float64).tobytes()
+            if key not in checks:
+                checks[key] = check_pixel_simplex(reference, endmembers, params.pixel_simplex,
+                                                  at_least_pixels=params.restarts > 0)
+            return checks[key]
+
         judge = None
         if reference is not None and params.restarts > 0:
             def judge(endmembers: np.ndarray) -> Optional[str]:
-                if check_pixel_simplex(reference, endmembers, params.pixel_simplex).use_pixels:
-                    return None            # an exact simplex: the pixels replace them anyway
-                return reference.poorer_fit(endmembers)
+                return simplex_check(endmembers).poorer_fit()
         outcome, params = train_with_cpu_fallback(batch.image, target, batch.valid_index, params,
                                                   monitor.sub(strategy.fusion_share, strategy.training_share),
                                                   context.hardware, judge)
@@ -139,8 +148,7 @@ def drive(strategy: Strategy, scene, params: DFFNParams, monitor: Optional[Monit
         learned, simplex = outcome.endmembers, None
         if reference is not None:
             # with restarts on, the endmembers kept explain the image at least as well as its pixels
-            simplex = check_pixel_simplex(reference, learned, params.pixel_simplex,
-                                          at_least_pixels=params.restarts > 0)
+            simplex = simplex_check(learned)
             monitor.info(simplex.note())
             if simplex.use_pixels:
                 learned = simplex.endmembers

@@ -5,7 +5,7 @@ import pytest
 from dffn_qgis.core.eval import synthetic
 from dffn_qgis.core.eval.metrics import sad_matrix
 from dffn_qgis.core.io.scene import Scene
-from dffn_qgis.core.method.pixel_simplex import ImagePixels, check_pixel_simplex, mean_fit_angle
+from dffn_qgis.core.method.pixel_simplex import ImagePixels, SimplexCheck, check_pixel_simplex, mean_fit_angle
 from dffn_qgis.core.run.config import params_for
 from dffn_qgis.core.run.pipeline import unmix_scene
 
@@ -98,19 +98,21 @@ def test_network_abundances_give_way_to_fits_when_the_pixels_are_taken():
 def test_endmembers_that_miss_a_material_explain_the_image_worse_than_its_pixels():
     s, Y = pixels(snr_db=40)
     reference = ImagePixels.of(Y, 4, seed=1)
-    assert reference.poorer_fit(s.endmembers) is None                        # the truth: no worse
+    assert check_pixel_simplex(reference, s.endmembers, 0.25).poorer_fit() is None     # the truth: no worse
     missed = s.endmembers.copy()
     missed[:, 0] = 0.5 * (missed[:, 1] + missed[:, 2])                      # one material lost
-    why = reference.poorer_fit(missed)
+    why = check_pixel_simplex(reference, missed, 0.25).poorer_fit()
     assert why is not None and "worse than its own extreme pixels" in why
     assert f"{reference.angle:.3g} rad" in why and reference.fit_angle(missed) > reference.angle
+    exact = check_pixel_simplex(reference, missed, ratio=0.99)              # pixels that replace them anyway
+    assert exact.reason == "exact simplex" and exact.poorer_fit() is None
 
 
 def test_too_few_distinct_pixels_judge_nothing():
     Y = np.random.default_rng(0).random((20, 2))                           # two pixels, three endmembers
     reference = ImagePixels.of(Y, 3, seed=1)
     assert reference.pixels is None and np.isnan(reference.angle)
-    assert reference.poorer_fit(np.random.default_rng(0).random((20, 3))) is None
+    assert check_pixel_simplex(reference, np.random.default_rng(0).random((20, 3)), 0.25).poorer_fit() is None
 
 
 def test_a_run_whose_endmembers_fit_worse_than_the_pixels_is_restarted(monkeypatch):
@@ -119,11 +121,11 @@ def test_a_run_whose_endmembers_fit_worse_than_the_pixels_is_restarted(monkeypat
     scene = Scene(data=s.cube, valid=np.ones(s.cube.shape[1:], bool))
     calls = []
 
-    def poorer_fit(self, endmembers):
-        calls.append(endmembers.shape)
+    def poorer_fit(self):
+        calls.append(self.endmembers.shape)
         return "scripted poor fit" if len(calls) == 1 else None
 
-    monkeypatch.setattr(ImagePixels, "poorer_fit", poorer_fit)
+    monkeypatch.setattr(SimplexCheck, "poorer_fit", poorer_fit)
     messages = []
     from dffn_qgis.core.run.progress import Monitor
     params = params_for("fast", n_endmembers=4, epochs=4, patience=0, device="cpu", threads=1)
@@ -135,3 +137,20 @@ def test_a_run_whose_endmembers_fit_worse_than_the_pixels_is_restarted(monkeypat
     none = unmix_scene(scene, params_for("fast", n_endmembers=4, epochs=4, patience=0, device="cpu", threads=1,
                                          restarts=0))
     assert len(calls) == 2 and none is not None                            # no restarts: never judged
+
+
+def test_the_run_kept_is_compared_with_the_pixels_once(monkeypatch):
+    """The judge's verdict on the run kept and the final choice read one comparison (one NNLS fit)."""
+    s, _ = pixels(snr_db=30)
+    scene = Scene(data=s.cube, valid=np.ones(s.cube.shape[1:], bool))
+    fitted = []
+
+    def fit_angle(self, endmembers):
+        fitted.append(endmembers.shape)
+        return 0.0                                   # the network's endmembers fit perfectly: accepted
+
+    monkeypatch.setattr(ImagePixels, "fit_angle", fit_angle)
+    params = params_for("fast", n_endmembers=4, epochs=4, patience=0, device="cpu", threads=1)
+    result = unmix_scene(scene, params)
+    assert fitted == [(s.cube.shape[0], 4)]
+    assert result.record["restarts"] == 0 and result.record["pixel_simplex"]["endmembers_from"] == "network"
