@@ -21,13 +21,10 @@ class DFFN(nn.Module):
     ``projection`` (K x L, optional): the abundance module takes the K coordinates ``projection @ x``
     of each enhanced pixel instead of its L bands (``input_components``, docs/METHOD.md); it is a
     fixed buffer, saved with the state and applied wherever the network runs (tiles included).
-    ``start_endmembers`` (L x P, values in (0, 1), optional): the EEM starts by giving exactly these: its
-    last layer starts at zero and a fixed offset (their logits) is added before its last sigmoid
-    (``pixel_start``, docs/METHOD.md); without it the EEM is the published one.
     """
 
     def __init__(self, n_bands: int, n_endmembers: int, n_pixels: int, kernel: int = 5, padding: int = 2,
-                 projection: Optional[torch.Tensor] = None, start_endmembers: Optional[torch.Tensor] = None):
+                 projection: Optional[torch.Tensor] = None):
         super().__init__()
         n_inputs = n_bands
         if projection is not None:
@@ -44,15 +41,6 @@ class DFFN(nn.Module):
         self.eem = nn.Sequential(nn.Linear(n_pixels, 100), nn.Sigmoid(),
                                  nn.Linear(100, 30), nn.Sigmoid(),
                                  nn.Linear(30, n_endmembers), nn.Sigmoid())
-        if start_endmembers is None:
-            self.eem_offset = None
-        else:
-            if tuple(start_endmembers.shape) != (n_bands, n_endmembers):
-                raise ValueError(f"start_endmembers must be {n_bands} x {n_endmembers} "
-                                 f"(got {tuple(start_endmembers.shape)})")
-            self.register_buffer("eem_offset", torch.logit(start_endmembers.detach().float().clamp(1e-3, 0.999)))
-            nn.init.zeros_(self.eem[4].weight)
-            nn.init.zeros_(self.eem[4].bias)
 
     def abundance_maps(self, x: torch.Tensor) -> torch.Tensor:
         """B x P x H x W abundance maps of B x L x H x W enhanced image(s)."""
@@ -79,10 +67,7 @@ class DFFN(nn.Module):
         Y1 = _pixels_as_columns(first)                         # L x (B H W)
         if valid is not None:
             A, Y1 = A[:, valid], Y1[:, valid]
-        if self.eem_offset is None:
-            E = self.eem(Y1.float())                           # L x P
-        else:
-            E = torch.sigmoid(self.eem[:5](Y1.float()) + self.eem_offset)
+        E = self.eem(Y1.float())                               # L x P
         Y2 = E @ A.float()
         return A, Y1, E, Y2
 

@@ -43,9 +43,9 @@ class _Run:
     """One start: a network, its optimiser and scheduler, and the best state seen so far."""
 
     def __init__(self, params: DFFNParams, n_bands: int, n_pixels: int, device: torch.device,
-                 projection: Optional[torch.Tensor] = None, start: Optional[torch.Tensor] = None):
+                 projection: Optional[torch.Tensor] = None):
         self.model = DFFN(n_bands, params.n_endmembers, n_pixels, params.kernel, params.padding,
-                          projection, start).to(device)
+                          projection).to(device)
         m = self.model
         groups = [{"params": [*m.aem.parameters(), *m.decoder.parameters()]},
                   {"params": m.eem.parameters(), "lr": params.eem_lr or params.lr}]
@@ -82,23 +82,6 @@ class _Run:
         self.optimizer.step()
         self.scheduler.step()
         self.history.append(value)
-        return value
-
-    def warm_up(self, x, Y, valid, params: DFFNParams, autocast_dtype) -> float:
-        """One epoch in which the endmembers stay where they are (the EEM gets no gradient) while the
-        abundance module and the decoder learn the loss for them. Neither the best state nor the schedule
-        moves: training proper starts after."""
-        self.model.train()
-        use_autocast = autocast_dtype != torch.float32
-        with torch.autocast(x.device.type, dtype=autocast_dtype, enabled=use_autocast):
-            A, Y1, E, _ = self.model(x, valid)
-        loss = dffn_loss(Y, A, Y1, E.detach().float() @ A.float(), params.a, params.b, params.c)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise FloatingPointError("training loss is not finite")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
         return value
 
     def stall_share(self, params: DFFNParams) -> float:
@@ -157,13 +140,9 @@ def _kept_outputs(run: "_Run", x: torch.Tensor, valid: Optional[torch.Tensor]) -
 
 def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], params: DFFNParams,
           monitor: Optional[Monitor] = None, hardware: Optional[Hardware] = None,
-          judge: Optional[EndmemberJudge] = None, start_endmembers: Optional[np.ndarray] = None) -> TrainOutcome:
+          judge: Optional[EndmemberJudge] = None) -> TrainOutcome:
     """Train DFFN on ``image`` (the enhanced image, L x H x W, or B x L x h x w training windows)
     against ``Y`` (L x n valid pixels).
-
-    ``start_endmembers`` (L x P, the image's extreme pixels): with ``params.pixel_start`` > 0 the first
-    run begins with that many epochs in which its endmembers are held there (:meth:`_Run.warm_up`);
-    fresh starts after it begin at random.
 
     ``judge``: asked once about the endmembers of the run that finished; when it gives a reason and a
     restart is left (``params.restarts``), that run is given up for a fresh one (docs/METHOD.md,
@@ -245,22 +224,9 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
                 break
         return run
 
-    E0 = None
-    if params.pixel_start > 0 and start_endmembers is not None:
-        E0 = np.maximum(np.asarray(start_endmembers, dtype=np.float64), 0.0)      # within the EEM's (0, 1)
-        E0 = torch.from_numpy((0.9 * E0 / max(float(E0.max()), 1e-30)).astype(np.float32))
-        planned += params.pixel_start
-        monitor.info(f"the first run starts at the image's extreme pixels, held there for {params.pixel_start} epochs")
     runs = []
     for s in range(params.starts if picking else 1):
-        run = _Run(params, Yt.shape[0], n_pixels, device, projection, E0 if s == 0 else None)
-        if E0 is not None and s == 0:
-            for _ in range(params.pixel_start):
-                monitor.check()
-                value = run.warm_up(x, Yt, valid, params, autocast_dtype)
-                done += 1
-                shown = max(shown, min(1.0, done / planned))
-                monitor.progress(shown, f"start from the image's pixels: epoch {done}, loss {value:.5f}")
+        run = _Run(params, Yt.shape[0], n_pixels, device, projection)
         if picking:
             for _ in range(start_epochs):
                 step(run, f"start {s + 1}/{params.starts}")
@@ -313,8 +279,7 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
 def train_with_cpu_fallback(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray],
                             params: DFFNParams, monitor: Optional[Monitor] = None,
                             hardware: Optional[Hardware] = None,
-                            judge: Optional[EndmemberJudge] = None,
-                            start_endmembers: Optional[np.ndarray] = None) -> Tuple[TrainOutcome, DFFNParams]:
+                            judge: Optional[EndmemberJudge] = None) -> Tuple[TrainOutcome, DFFNParams]:
     """:func:`train`; on a GPU that runs out of memory, say so and train on the CPU instead.
 
     Returns the outcome and the parameters that produced it (``device="cpu"`` after a fallback).
@@ -322,11 +287,11 @@ def train_with_cpu_fallback(image: np.ndarray, Y: np.ndarray, valid_index: Optio
     monitor = as_monitor(monitor)
     hardware = hardware or resolve_hardware(params.device, params.precision)
     try:
-        return train(image, Y, valid_index, params, monitor, hardware, judge, start_endmembers), params
+        return train(image, Y, valid_index, params, monitor, hardware, judge), params
     except torch.OutOfMemoryError:
         if hardware.device.type == "cpu":
             raise
         torch.cuda.empty_cache()
         monitor.info(f"out of memory on {hardware.device} while training: training on the CPU instead")
         params = replace(params, device="cpu")
-        return train(image, Y, valid_index, params, monitor, judge=judge, start_endmembers=start_endmembers), params
+        return train(image, Y, valid_index, params, monitor, judge=judge), params

@@ -27,7 +27,6 @@ class DFFNParams:
     lr_gamma: float = 0.9
     schedule: str = "step"        # "step" (StepLR, as published) or "cosine" (to zero at ``epochs``)
     eem_lr: float = 0.0           # learning rate of the endmember module (0: same as ``lr``)
-    pixel_start: int = 0          # warm-up epochs with the endmembers held at the image's extreme pixels (0: none)
     starts: int = 1               # short starts tried; the lowest-loss one is trained on
     start_epochs: int = 0         # epochs each start gets before the pick (0: no pick)
     patience: int = 0             # stop when the best loss has not improved for this many epochs (0: never)

@@ -123,7 +123,7 @@ def drive(strategy: Strategy, scene, params: DFFNParams, monitor: Optional[Monit
         # (a poorer fit is a reason to restart, then to take the pixels), and what replaces them on an
         # exact simplex
         reference = None
-        if params.pixel_simplex > 0 or params.restarts > 0 or params.pixel_start > 0:
+        if params.pixel_simplex > 0 or params.restarts > 0:
             reference = ImagePixels.of(batch.Y, params.n_endmembers, params.seed)
         checks = {}
 
@@ -142,8 +142,7 @@ def drive(strategy: Strategy, scene, params: DFFNParams, monitor: Optional[Monit
                 return simplex_check(endmembers).poorer_fit()
         outcome, params = train_with_cpu_fallback(batch.image, target, batch.valid_index, params,
                                                   monitor.sub(strategy.fusion_share, strategy.training_share),
-                                                  context.hardware, judge,
-                                                  reference.pixels if reference is not None else None)
+                                                  context.hardware, judge)
         t_train = time.perf_counter() - t0 - batch.fusion_s
 
         learned, simplex = outcome.endmembers, None

@@ -120,11 +120,6 @@ SCHEMA: Tuple[Parameter, ...] = (
               "with the step schedule, the factor applied to the learning rate at each step", 0.0, 1.0),
     Parameter("eem_lr", float, "Endmember module learning rate",
               "learning rate of the endmember module (0: the same as the learning rate)", 0.0, 10.0),
-    Parameter("pixel_start", int, "Start from the image's pixels (epochs)",
-              "warm-up epochs at the start of training in which the endmembers are held at the image's extreme "
-              "pixels (VCA's or N-FINDR's, whichever explain the image better) while the abundance module learns "
-              "their fractions and the endmember module learns to give them; training then goes on freely "
-              "(0: a random start, as published)", 0, 10 ** 6),
     Parameter("starts", int, "Starts",
               "number of short training starts tried; the one with the lowest loss is trained on", 1, 1000),
     Parameter("start_epochs", int, "Epochs per start",

@@ -18,11 +18,10 @@ def tiny():
     return s.cube.astype(np.float32), s.cube.reshape(L, -1).astype(np.float32)
 
 
-def _train(tiny, monitor=None, valid=None, judge=None, start=None, **kw):
+def _train(tiny, monitor=None, valid=None, judge=None, **kw):
     image, Y = tiny
     params = params_for("paper", **{**TINY, **kw})
-    return train(image, Y if valid is None else Y[:, valid], valid, params, monitor, judge=judge,
-                 start_endmembers=start)
+    return train(image, Y if valid is None else Y[:, valid], valid, params, monitor, judge=judge)
 
 
 def test_same_seed_same_output_on_cpu(tiny):
@@ -237,30 +236,3 @@ def test_no_judging_without_restarts_or_with_none_left(tiny, monkeypatch):
     _scripted_losses(monkeypatch, [[0.5, 0.2] + [0.9] * 40, [0.5 - 0.01 * i for i in range(20)]])
     out = _train(tiny, epochs=20, patience=4, restarts=1, judge=lambda E: calls.append(1) or "poor")
     assert out.restarts == 1 and out.restart_reasons == ["stalled"] and calls == []
-
-
-def _angles(E, T):
-    """Each column of ``T``'s angle (rad) to the nearest column of ``E``."""
-    En, Tn = E / np.linalg.norm(E, axis=0), T / np.linalg.norm(T, axis=0)
-    return np.arccos(np.clip(En.T @ Tn, -1, 1)).min(axis=0)
-
-
-def test_a_pixel_start_begins_training_at_the_given_endmembers():
-    s = make_scene(12, 10, 16, 3, seed=3, snr_db=40)
-    image, Y = s.cube.astype(np.float32), s.cube.reshape(16, -1).astype(np.float32)
-    truth = s.endmembers.astype(np.float64)
-    messages = []
-    held = _train((image, Y), Monitor(info=messages.append), start=truth, epochs=1, lr=1e-5, pixel_start=300)
-    free = _train((image, Y), epochs=1, lr=1e-5)
-    assert _angles(held.endmembers, truth).max() < 0.05 < _angles(free.endmembers, truth).max()
-    assert held.epochs_run == 301 and len(held.history) == 1          # the warm-up is not the schedule
-    assert any("starts at the image's extreme pixels, held there for 300 epochs" in m for m in messages)
-    without = _train((image, Y), epochs=1, lr=1e-5, pixel_start=300)  # nothing to start from: random
-    assert without.epochs_run == 1 and np.array_equal(without.endmembers, free.endmembers)
-
-
-def test_a_fresh_start_after_a_pixel_start_begins_at_random(tiny):
-    verdicts = iter(["poor fit", None])
-    out = _train(tiny, judge=lambda E: next(verdicts), start=tiny[1][:, :3], epochs=5, restarts=1,
-                 pixel_start=4)
-    assert out.restarts == 1 and out.epochs_run == 4 + 5 + 5
