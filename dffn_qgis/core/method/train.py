@@ -1,4 +1,4 @@
-"""Training DFFN on one image, optionally from several short starts (the lowest-loss one trained on).
+"""Training DFFN on one image, optionally from several starts (the lowest-loss one kept, or trained on).
 
 With ``starts=1`` and ``patience=0`` this is the reference procedure: Adam + StepLR for a fixed
 number of epochs, the state of the lowest-loss epoch kept (in memory) and evaluated in eval mode.
@@ -172,8 +172,10 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
         monitor.info(f"the abundance module takes the enhanced image's {projection.shape[0]} leading components "
                      f"instead of its {projection.shape[1]} bands")
 
-    picking = params.starts > 1 and 0 < params.start_epochs < params.epochs
-    start_epochs = params.start_epochs if picking else params.epochs
+    # several starts: each trains ``start_epochs`` (0: the whole schedule) before the lowest-loss one
+    # is kept and trained on to the end of the schedule
+    picking = params.starts > 1 and params.start_epochs <= params.epochs
+    start_epochs = (params.start_epochs or params.epochs) if picking else params.epochs
     planned = params.starts * start_epochs + (params.epochs - start_epochs) if picking else params.epochs
     done = 0
     shown = 0.0                    # the bar never moves back (a restart pauses it)
@@ -232,13 +234,17 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
                 step(run, f"start {s + 1}/{params.starts}")
             monitor.info(f"start {s + 1}/{params.starts}: lowest loss {run.best_loss:.5f} "
                          f"after {start_epochs} epochs")
+            if start_epochs == params.epochs:     # a whole run: only its best state is needed now
+                run.optimizer = run.scheduler = None
+                run.model.zero_grad(set_to_none=True)
         runs.append(run)
     start_losses = [r.best_loss for r in runs]
     chosen = int(np.argmin(start_losses))
     run = runs[chosen]
     del runs
     if picking:
-        monitor.info(f"training on with start {chosen + 1} (lowest loss)")
+        monitor.info(f"keeping start {chosen + 1} of {params.starts} (lowest loss)" if start_epochs == params.epochs
+                     else f"training on with start {chosen + 1} (lowest loss)")
     run = finish(run)
     rejected: List[_Run] = []      # runs whose endmembers the judge found poor
     if judge is not None and len(given_up) < params.restarts:

@@ -27,8 +27,8 @@ class DFFNParams:
     lr_gamma: float = 0.9
     schedule: str = "step"        # "step" (StepLR, as published) or "cosine" (to zero at ``epochs``)
     eem_lr: float = 0.0           # learning rate of the endmember module (0: same as ``lr``)
-    starts: int = 1               # short starts tried; the lowest-loss one is trained on
-    start_epochs: int = 0         # epochs each start gets before the pick (0: no pick)
+    starts: int = 1               # starts from different initialisations; the lowest-loss one is kept
+    start_epochs: int = 0         # epochs each start gets before the pick, then trained on (0: the whole schedule)
     patience: int = 0             # stop when the best loss has not improved for this many epochs (0: never)
     restarts: int = 0             # fresh starts when stuck: a stall in the first half, a poorer fit than the image's pixels
     min_delta: float = 0.0        # relative improvement that counts for ``patience``

@@ -121,9 +121,11 @@ SCHEMA: Tuple[Parameter, ...] = (
     Parameter("eem_lr", float, "Endmember module learning rate",
               "learning rate of the endmember module (0: the same as the learning rate)", 0.0, 10.0),
     Parameter("starts", int, "Starts",
-              "number of short training starts tried; the one with the lowest loss is trained on", 1, 1000),
+              "number of training starts from different initialisations; the one with the lowest loss is "
+              "kept (or, with epochs per start, trained on to the end)", 1, 1000),
     Parameter("start_epochs", int, "Epochs per start",
-              "epochs each start gets before the pick (0: no pick)", 0, 10 ** 7),
+              "epochs each start gets before the lowest-loss one is picked and trained on (0: every start "
+              "trains the whole schedule)", 0, 10 ** 7),
     Parameter("patience", int, "Patience (epochs)",
               "stop once the loss has not improved for this many epochs (0: never stop early)", 0, 10 ** 7),
     Parameter("restarts", int, "Restarts when stuck",

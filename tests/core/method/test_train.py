@@ -52,6 +52,18 @@ def test_several_starts_keep_the_lowest_loss(tiny):
     assert len(out.history) == 10
 
 
+def test_whole_starts_keep_the_lowest_loss_run(tiny):
+    # start_epochs 0: every start trains the whole schedule and the lowest-loss one is kept as it is
+    out = _train(tiny, epochs=6, starts=2, start_epochs=0, seed=5)
+    assert len(out.start_losses) == 2 and out.start_losses[0] != out.start_losses[1]
+    assert out.chosen_start == int(np.argmin(out.start_losses))
+    assert out.loss == min(out.start_losses) and out.epochs_run == 2 * 6 and len(out.history) == 6
+    # the kept run is the one a single start of that initialisation trains: start 1 is the seed's run
+    single = _train(tiny, epochs=6, seed=5)
+    assert (out.history == single.history) == (out.chosen_start == 0)
+    assert out.start_losses[0] == single.loss
+
+
 def test_patience_stops_once_the_loss_stalls(tiny):
     # a huge min_delta makes every epoch count as "no improvement"
     out = _train(tiny, epochs=50, patience=3, min_delta=0.9)

@@ -9,7 +9,7 @@ import pytest
 from dffn_qgis.core.eval import synthetic
 from dffn_qgis.core.run.config import params_for
 from dffn_qgis.core.errors import InputError
-from dffn_qgis.core.run.memory import estimate_scalable, peak, plan_memory, refuse
+from dffn_qgis.core.run.memory import estimate_exact, estimate_scalable, peak, plan_memory, refuse
 
 import torch
 
@@ -48,6 +48,14 @@ def test_estimate_grows_linearly_with_the_pixel_count():
     a, b = estimate_scalable(224, 1000, 1000, params), estimate_scalable(224, 4000, 4000, params)
     for stage in ("fusion", "training", "tiles"):
         assert a["stages"][stage] == b["stages"][stage]
+
+
+def test_every_further_start_adds_its_endmember_module_to_the_training_estimate():
+    n = 150
+    one, two, three = (estimate_exact(100, n, n, params_for("fast", starts=k))["stages"]["training"]
+                       for k in (1, 2, 3))
+    step = 100 * n * n * 4 * 2            # weights and best state of the 100-unit first layer, float32
+    assert two - one == step and three - two == step
 
 
 def test_tiles_shrink_until_the_run_fits_then_it_is_refused():
