@@ -172,10 +172,11 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
         monitor.info(f"the abundance module takes the enhanced image's {projection.shape[0]} leading components "
                      f"instead of its {projection.shape[1]} bands")
 
-    # several starts: each trains ``start_epochs`` (0: the whole schedule) before the lowest-loss one
-    # is kept and trained on to the end of the schedule
-    picking = params.starts > 1 and params.start_epochs <= params.epochs
-    start_epochs = (params.start_epochs or params.epochs) if picking else params.epochs
+    # several starts: each trains ``start_epochs`` before the lowest-loss one is trained on to the end of
+    # the schedule; a start that trained the whole schedule is kept as it is
+    picking = params.epochs_per_start > 0
+    start_epochs = params.epochs_per_start or params.epochs
+    whole_starts = picking and start_epochs == params.epochs
     planned = params.starts * start_epochs + (params.epochs - start_epochs) if picking else params.epochs
     done = 0
     shown = 0.0                    # the bar never moves back (a restart pauses it)
@@ -234,7 +235,7 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
                 step(run, f"start {s + 1}/{params.starts}")
             monitor.info(f"start {s + 1}/{params.starts}: lowest loss {run.best_loss:.5f} "
                          f"after {start_epochs} epochs")
-            if start_epochs == params.epochs:     # a whole run: only its best state is needed now
+            if whole_starts:     # a whole run: only its best state is needed now
                 run.optimizer = run.scheduler = None
                 run.model.zero_grad(set_to_none=True)
         runs.append(run)
@@ -243,7 +244,7 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
     run = runs[chosen]
     del runs
     if picking:
-        monitor.info(f"keeping start {chosen + 1} of {params.starts} (lowest loss)" if start_epochs == params.epochs
+        monitor.info(f"keeping start {chosen + 1} of {params.starts} (lowest loss)" if whole_starts
                      else f"training on with start {chosen + 1} (lowest loss)")
     run = finish(run)
     rejected: List[_Run] = []      # runs whose endmembers the judge found poor

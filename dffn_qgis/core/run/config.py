@@ -72,6 +72,15 @@ class DFFNParams:
         return asdict(self)
 
     @property
+    def epochs_per_start(self) -> int:
+        """Epochs each of several starts trains before the lowest-loss one is picked (``start_epochs``, or
+        the whole schedule when that is 0); 0 when there is no pick (one start, or ``start_epochs`` above
+        ``epochs``)."""
+        if self.starts <= 1 or self.start_epochs > self.epochs:
+            return 0
+        return self.start_epochs or self.epochs
+
+    @property
     def padding(self) -> int:
         """Convolution padding: derived, so that every layer keeps the image's size."""
         return self.kernel // 2

@@ -69,8 +69,9 @@ def _training_bytes(pixels: int, n_bands: int, params: DFFNParams) -> int:
     p = params.n_endmembers
     activations = pixels * _network_channels(n_bands, p) * _TRAIN_ACTIVATION
     eem = 100 * pixels * F32 * 5            # weights, gradient, two Adam moments, best state
-    if params.starts > 1:                   # the other starts' weights and best states, until the pick
-        eem += 100 * pixels * F32 * 2 * (params.starts - 1)
+    if params.epochs_per_start:             # the other starts, until the pick: a whole start keeps its
+        held = 2 if params.epochs_per_start == params.epochs else 5     # weights and best state only
+        eem += 100 * pixels * F32 * held * (params.starts - 1)
     losses = pixels * n_bands * F32 * 6     # Yhat1, Yhat2 and their gradients in the loss
     return int(activations + eem + losses)
 

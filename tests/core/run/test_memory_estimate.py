@@ -56,6 +56,11 @@ def test_every_further_start_adds_its_endmember_module_to_the_training_estimate(
                        for k in (1, 2, 3))
     step = 100 * n * n * 4 * 2            # weights and best state of the 100-unit first layer, float32
     assert two - one == step and three - two == step
+    # short starts keep their gradients and Adam moments too, until the pick; no pick, nothing more
+    short = estimate_exact(100, n, n, params_for("fast", starts=2, start_epochs=50))["stages"]["training"]
+    assert short - one == 100 * n * n * 4 * 5
+    no_pick = estimate_exact(100, n, n, params_for("fast", starts=2, start_epochs=700))["stages"]["training"]
+    assert no_pick == one
 
 
 def test_tiles_shrink_until_the_run_fits_then_it_is_refused():
