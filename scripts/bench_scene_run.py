@@ -1,6 +1,6 @@
 """One run of the development-scene benchmark in its own process; prints one JSON line.
 
-    bench_scene_run.py SCENE dffn --preset fast --seed 1 [--override '{"epochs": 300}']
+    bench_scene_run.py SCENE dffn --preset fast --seed 1 [--override '{"epochs": 300}'] [--log]
     bench_scene_run.py SCENE vca --seed 1
     bench_scene_run.py SCENE nfindr --seed 1
 
@@ -24,6 +24,7 @@ from dffn_qgis.core.eval.baseline import nfindr_fcls, vca_fcls  # noqa: E402
 from dffn_qgis.core.run.config import params_for  # noqa: E402
 from dffn_qgis.core.eval.metrics import evaluate, max_normalised_nnls  # noqa: E402
 from dffn_qgis.core.run.pipeline import unmix_scene  # noqa: E402
+from dffn_qgis.core.run.progress import Monitor  # noqa: E402
 
 
 def scores(E, A_valid, bench, Y) -> dict:
@@ -51,6 +52,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--override", default="{}", help="JSON dict of parameter overrides")
     ap.add_argument("--save", default="", help="write the endmembers and abundances to this .npz")
+    ap.add_argument("--log", action="store_true", help="print the run's log (restarts, stops, picks) to stderr")
     args = ap.parse_args()
 
     bench = scenes.load(args.scene)
@@ -63,7 +65,8 @@ def main():
         E, A = (vca_fcls if args.method == "vca" else nfindr_fcls)(Y, P, seed=args.seed)
     else:
         params = params_for(args.preset, n_endmembers=P, seed=args.seed, device="cpu", **json.loads(args.override))
-        result = unmix_scene(scene, params)
+        monitor = Monitor(info=lambda line: print(line, file=sys.stderr, flush=True)) if args.log else None
+        result = unmix_scene(scene, params, monitor)
         E, A = result.endmembers, result.abundances[:, scene.valid]
         extra = {"epochs_run": result.record["epochs_run"], "final_loss": result.loss,
                  "restarts": result.record["restarts"], "restart_reasons": result.record["restart_reasons"],
