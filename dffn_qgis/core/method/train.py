@@ -219,7 +219,8 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
             step(run, "training", last_phase=True)
             if not run.stalled(params):
                 continue
-            if len(given_up) < params.restarts and len(run.history) <= params.epochs // 2:
+            # the stall began when the loss last improved: ``patience`` epochs before it is seen
+            if len(given_up) < params.restarts and len(run.history) - params.patience <= params.epochs // 2:
                 run = give_up(run, "stalled", f"the loss stopped improving in the first half of the schedule "
                                               f"(lowest {run.best_loss:.5f} at epoch {run.best_epoch + 1})")
             else:

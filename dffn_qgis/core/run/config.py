@@ -30,7 +30,7 @@ class DFFNParams:
     starts: int = 1               # starts from different initialisations; the lowest-loss one is kept
     start_epochs: int = 0         # epochs each start gets before the pick, then trained on (0: the whole schedule)
     patience: int = 0             # stop when the best loss has not improved for this many epochs (0: never)
-    restarts: int = 0             # fresh starts when stuck: a stall in the first half, a poorer fit than the image's pixels
+    restarts: int = 0             # fresh starts when stuck: a stall begun in the first half, a poorer fit than the image's pixels
     min_delta: float = 0.0        # relative improvement that counts for ``patience``
     precision: str = "float32"    # "float32", "bfloat16" or "auto" (bfloat16 where the CPU has native bf16)
     # network

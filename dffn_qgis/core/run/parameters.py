@@ -129,7 +129,7 @@ SCHEMA: Tuple[Parameter, ...] = (
     Parameter("patience", int, "Patience (epochs)",
               "stop once the loss has not improved for this many epochs (0: never stop early)", 0, 10 ** 7),
     Parameter("restarts", int, "Restarts when stuck",
-              "fresh starts allowed when training gets stuck (the patience rule fires in the first half of "
+              "fresh starts allowed when training gets stuck (the loss stops improving in the first half of "
               "the epochs, or the endmembers explain the image worse than its own extreme pixels do: at "
               "most one such restart, and if they still do, the pixels are the endmembers); the run with the "
               "lowest loss is kept", 0, 100),

@@ -166,6 +166,17 @@ def test_a_stall_in_the_second_half_stops_without_restart(tiny, monkeypatch):
     assert out.restarts == 0 and out.stopped_early and out.epochs_run == 17
 
 
+def test_a_stall_that_began_in_the_first_half_restarts_though_it_is_seen_in_the_second(tiny, monkeypatch):
+    # last new low at epoch 8 of 20: the patience rule (6 epochs) sees the stall at epoch 14, in the
+    # second half, but the loss stopped improving in the first, while the learning rate was high
+    early = [0.5 - 0.03 * i for i in range(8)] + [0.4] * 40
+    healthy = [0.5 - 0.02 * i for i in range(20)]
+    _scripted_losses(monkeypatch, [early, healthy])
+    out = _train(tiny, epochs=20, patience=6, restarts=2)
+    assert out.restarts == 1 and out.restart_reasons == ["stalled"]
+    assert out.epochs_run == 14 + 20 and out.loss == pytest.approx(0.12)
+
+
 def test_no_restart_when_none_is_allowed(tiny, monkeypatch):
     _scripted_losses(monkeypatch, [[0.5, 0.2] + [0.9] * 40])
     out = _train(tiny, epochs=12, patience=3, restarts=0)
