@@ -36,6 +36,7 @@ class TrainOutcome:
     stopped_early: bool = False
     restarts: int = 0               # fresh starts after a run got stuck (docs/METHOD.md)
     restart_reasons: List[str] = field(default_factory=list)   # "stalled" or "poor fit", per restart
+    spikes_limited: int = 0         # epochs of the kept run whose gradient the spike limit scaled down
     model: Optional[DFFN] = None    # the kept state, in eval mode (for tiled inference)
 
 
@@ -61,6 +62,8 @@ class _Run:
         self.stopped = False        # by the patience rule
         self.gain_level = math.inf  # the loss at the last improvement by ``min_delta`` (relative) ...
         self.gain_epoch = 0         # ... and the epoch it came at (for the progress estimate)
+        self.grad_norms: List[List[float]] = [[] for _ in self.optimizer.param_groups]
+        self.spikes_limited = 0     # epochs whose gradient the spike limit scaled down
 
     def epoch(self, x, Y, valid, params: DFFNParams, autocast_dtype) -> float:
         self.model.train()
@@ -79,10 +82,30 @@ class _Run:
             self.gain_level, self.gain_epoch = value, len(self.history)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if params.grad_clip > 0:
+            self._limit_spikes(params.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.history.append(value)
         return value
+
+    SPIKE_WINDOW = 20   # gradient norms the spike limit's median is taken over
+
+    def _limit_spikes(self, factor: float) -> None:
+        """Scale each parameter group's gradient down to at most ``factor`` times the median of its
+        last ``SPIKE_WINDOW`` norms (the norms as computed, before any scaling)."""
+        for group, norms in zip(self.optimizer.param_groups, self.grad_norms):
+            grads = [p.grad for p in group["params"] if p.grad is not None]
+            if not grads:
+                continue
+            norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+            if len(norms) >= self.SPIKE_WINDOW:
+                limit = factor * float(np.median(norms[-self.SPIKE_WINDOW:]))
+                if norm > limit > 0:
+                    for g in grads:
+                        g.mul_(limit / norm)
+                    self.spikes_limited += 1
+            norms.append(norm)
 
     def stall_share(self, params: DFFNParams) -> float:
         """How much of ``patience`` has passed since the last improvement by ``min_delta``
@@ -271,6 +294,8 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
         monitor.info(f"stopped after {len(run.history)} epochs: the loss improved by less than "
                      f"{params.min_delta:g} (relative) in the last {params.patience} epochs")
     epochs_run = done
+    if params.grad_clip > 0:
+        monitor.info(f"gradient spikes limited in {run.spikes_limited} of the kept run's epochs")
     monitor.info(f"lowest loss {run.best_loss:.5f} at epoch {run.best_epoch + 1}; "
                  f"{epochs_run} epochs in {time.perf_counter() - t0:.1f} s")
 
@@ -281,7 +306,8 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
         loss=run.best_loss, history=run.history, epochs_run=epochs_run,
         start_losses=start_losses, chosen_start=chosen, device=str(device), device_reason=device_reason,
         precision=str(autocast_dtype).replace("torch.", ""), precision_reason=precision_reason,
-        stopped_early=stopped_early, restarts=len(given_up), restart_reasons=reasons, model=run.model)
+        stopped_early=stopped_early, restarts=len(given_up), restart_reasons=reasons,
+        spikes_limited=run.spikes_limited, model=run.model)
 
 
 def train_with_cpu_fallback(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray],

@@ -27,6 +27,7 @@ class DFFNParams:
     lr_gamma: float = 0.9
     schedule: str = "step"        # "step" (StepLR, as published) or "cosine" (to zero at ``epochs``)
     eem_lr: float = 0.0           # learning rate of the endmember module (0: same as ``lr``)
+    grad_clip: float = 0.0        # a module's gradient at most this times the median of its last 20 norms (0: off)
     starts: int = 1               # starts from different initialisations; the lowest-loss one is kept
     start_epochs: int = 0         # epochs each start gets before the pick, then trained on (0: the whole schedule)
     patience: int = 0             # stop when the best loss has not improved for this many epochs (0: never)

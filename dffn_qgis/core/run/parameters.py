@@ -120,6 +120,10 @@ SCHEMA: Tuple[Parameter, ...] = (
               "with the step schedule, the factor applied to the learning rate at each step", 0.0, 1.0),
     Parameter("eem_lr", float, "Endmember module learning rate",
               "learning rate of the endmember module (0: the same as the learning rate)", 0.0, 10.0),
+    Parameter("grad_clip", float, "Gradient spike limit",
+              "each module's gradient is scaled down to at most this many times the median of its last 20 "
+              "gradient norms, so that one overshooting step cannot throw the training far (0: no limit)",
+              0.0, 1000.0),
     Parameter("starts", int, "Starts",
               "number of training starts from different initialisations; the one with the lowest loss is "
               "kept (or, with epochs per start, trained on to the end)", 1, 1000),

@@ -53,6 +53,7 @@ def run_record(scene: Scene, params: DFFNParams, outcome, sums: dict, mean_angle
         "stopped_early": outcome.stopped_early,
         "restarts": outcome.restarts,
         "restart_reasons": outcome.restart_reasons,
+        "spikes_limited": outcome.spikes_limited,
         "start_losses": outcome.start_losses,
         "chosen_start": outcome.chosen_start + 1,
         "final_loss": outcome.loss,

@@ -114,6 +114,39 @@ def test_cuda_without_gpu_is_a_clear_error(tiny):
         _train(tiny, epochs=1, device="cuda")
 
 
+def test_the_spike_limit_scales_a_gradient_far_above_its_recent_median(tiny):
+    import torch
+    from dffn_qgis.core.method.train import _Run
+    image, Y = tiny
+    run = _Run(params_for("paper", **TINY), Y.shape[0], Y.shape[1], torch.device("cpu"))
+    group = run.optimizer.param_groups[0]["params"]
+
+    def gradient(scale):
+        for p in group:
+            p.grad = torch.full_like(p, scale)
+        run.optimizer.param_groups[1]["params"][0].grad = None      # the other group: no gradient
+        return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in group])))
+
+    steady = [gradient(1.0 + 0.01 * i) for i in range(_Run.SPIKE_WINDOW)]
+    for i in range(_Run.SPIKE_WINDOW):
+        gradient(1.0 + 0.01 * i)
+        run._limit_spikes(3.0)
+    assert run.spikes_limited == 0                                    # ordinary steps pass untouched
+    spike = gradient(10.0)
+    run._limit_spikes(3.0)
+    after = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in group])))
+    assert run.spikes_limited == 1 and spike > 3 * np.median(steady)
+    assert after == pytest.approx(3.0 * np.median(steady), rel=1e-4)      # float32 norms
+    assert run.grad_norms[0][-1] == pytest.approx(spike, rel=1e-6)   # the history keeps the norm as computed
+
+
+def test_the_spike_limit_is_off_by_default_and_leaves_training_unchanged_when_never_reached(tiny):
+    plain = _train(tiny, epochs=30, seed=3)
+    limited = _train(tiny, epochs=30, seed=3, grad_clip=1000.0)
+    assert params_for("paper").grad_clip == 0
+    np.testing.assert_array_equal(plain.endmembers, limited.endmembers)
+
+
 def _scripted_losses(monkeypatch, sequences):
     """Make each new run's epochs report the losses of the next sequence (then its last value)."""
     from dffn_qgis.core.method import train as train_module
