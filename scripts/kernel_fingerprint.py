@@ -44,6 +44,13 @@ def main():
             seconds = (time.perf_counter() - t0) / 3
         rows.append((f"convolutions {'with' if onednn else 'without'} oneDNN, forward / weight / input gradient "
                      f"({seconds:.2f} s a pass)", hashes))
+    for bands in (56, 64, 156, 224, 285, 425):      # the development scenes' band counts, on a small image
+        x = torch.rand(1, bands, 40, 40, requires_grad=True)
+        conv = torch.nn.Conv2d(bands, 128, 5, padding=2)
+        out = conv(x)
+        (out * out).sum().backward()
+        rows.append((f"convolution {bands} -> 128 bands with oneDNN, forward / weight / input gradient",
+                     f"{digest(out)} / {digest(conv.weight.grad)} / {digest(x.grad)}"))
     maps = torch.rand(1, 128, 95, 95)
     rows.append(("BatchNorm2d, training mode", digest(torch.nn.BatchNorm2d(128)(maps))))
     a, b = torch.rand(156, 9025), torch.rand(156, 9025)
