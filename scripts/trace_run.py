@@ -20,21 +20,19 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from scipy.optimize import linear_sum_assignment  # noqa: E402
 
 from benchmarks import scenes  # noqa: E402
-from dffn_qgis.core.eval.metrics import evaluate  # noqa: E402
+from dffn_qgis.core.eval.metrics import evaluate, match_hungarian, sad_matrix  # noqa: E402
 from dffn_qgis.core.method import model as model_module, train as train_module  # noqa: E402
 from dffn_qgis.core.run.config import params_for  # noqa: E402
 from dffn_qgis.core.run.pipeline import unmix_scene  # noqa: E402
 
 
 def matched_angles(E: np.ndarray, M: np.ndarray) -> np.ndarray:
-    """Angles (rad) between the columns of ``M`` and those of ``E`` after one-to-one matching."""
-    En, Mn = E / np.linalg.norm(E, axis=0), M / np.linalg.norm(M, axis=0)
-    angles = np.arccos(np.clip(Mn.T @ En, -1.0, 1.0))
-    rows, cols = linear_sum_assignment(angles)
-    return angles[rows, cols]
+    """Angles (rad) between each column of ``M`` (in its order) and the column of ``E`` matched to it
+    one to one (the evaluation's Hungarian matching)."""
+    angles = sad_matrix(E, M).T                       # truths x estimates
+    return angles[np.arange(angles.shape[0]), match_hungarian(angles)]
 
 
 def main():
@@ -60,9 +58,7 @@ def main():
     step = torch.optim.Adam.step
 
     def traced_step(self, *a, **k):
-        latest["norms"] = [float(torch.linalg.vector_norm(torch.stack(
-            [torch.linalg.vector_norm(p.grad) for p in g["params"] if p.grad is not None] or [torch.zeros(())])))
-            for g in self.param_groups]
+        latest["norms"] = [train_module.gradient_norm(g["params"]) for g in self.param_groups]
         return step(self, *a, **k)
 
     runs, trace = {}, []

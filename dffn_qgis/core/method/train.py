@@ -40,6 +40,12 @@ class TrainOutcome:
     model: Optional[DFFN] = None    # the kept state, in eval mode (for tiled inference)
 
 
+def gradient_norm(parameters) -> float:
+    """The Euclidean norm of the gradients of ``parameters`` together (0 when none has one)."""
+    grads = [torch.linalg.vector_norm(p.grad) for p in parameters if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack(grads))) if grads else 0.0
+
+
 class _Run:
     """One start: a network, its optimiser and scheduler, and the best state seen so far."""
 
@@ -98,7 +104,7 @@ class _Run:
             grads = [p.grad for p in group["params"] if p.grad is not None]
             if not grads:
                 continue
-            norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+            norm = gradient_norm(group["params"])
             if len(norms) >= self.SPIKE_WINDOW:
                 limit = factor * float(np.median(norms[-self.SPIKE_WINDOW:]))
                 if norm > limit > 0:
