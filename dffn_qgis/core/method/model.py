@@ -53,12 +53,13 @@ class DFFN(nn.Module):
             return self.aem[2](features.float())
 
     def forward(self, x: torch.Tensor, valid: Optional[torch.Tensor] = None
-                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``x``: B x L x H x W enhanced image(s) (B = 1: the whole image; more: training windows);
         ``valid``: flat indices of the valid pixels in (image, row, column) order, or None.
 
-        Returns abundances A (P x n), first reconstruction Yhat1 (L x n), endmembers E (L x P) and
-        the linear reconstruction Yhat2 = E @ A (L x n), with n the valid pixels.
+        Returns abundances A (P x n), first reconstruction Yhat1 (L x n) and endmembers E (L x P),
+        with n the valid pixels. The linear reconstruction Yhat2 = E @ A is never formed: the loss
+        takes its angles from E and A (:func:`dffn_loss`).
         """
         abundance_map = self.abundance_maps(x)                 # B x P x H x W
         with torch.autocast(x.device.type, enabled=False):     # float32, as the abundances
@@ -68,8 +69,7 @@ class DFFN(nn.Module):
         if valid is not None:
             A, Y1 = A[:, valid], Y1[:, valid]
         E = self.eem(Y1.float())                               # L x P
-        Y2 = E @ A.float()
-        return A, Y1, E, Y2
+        return A, Y1, E
 
 
 def _pixels_as_columns(maps: torch.Tensor) -> torch.Tensor:
@@ -85,11 +85,32 @@ def spectral_angle(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return torch.arccos(cos.clamp(-_COS_LIMIT, _COS_LIMIT))
 
 
-def dffn_loss(Y: torch.Tensor, A: torch.Tensor, Y1: torch.Tensor, Y2: torch.Tensor,
-              a: float = 1.0, b: float = 0.01, c: float = 0.001) -> torch.Tensor:
-    """``a * SAD(Y, Yhat2) + b * (ANC + ASC) + c * SAD(Yhat1, Yhat2)`` on the valid pixels."""
+def angle_to_mixture(X: torch.Tensor, E: torch.Tensor, A: torch.Tensor,
+                     x_norm: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Per-pixel angle (radians) between the columns of ``X`` (L x n) and those of ``E @ A`` (E: L x P,
+    A: P x n), without forming the L x n product: the dot products are ``(X^T E) A`` and the squared
+    norms ``a^T (E^T E) a``, so the cost is n L P plus n P^2 instead of several passes over L x n.
+    ``x_norm``: the columns' norms of ``X`` when known (the training target's do not change).
+
+    The same angles as :func:`spectral_angle` of ``X`` and ``E @ A`` (to float32 rounding; tested),
+    with the same clamp of the cosine.
+    """
+    At = A.T                                                   # n x P
+    dots = ((X.T @ E) * At).sum(1)
+    mixture_sq = ((At @ (E.T @ E)) * At).sum(1)
+    if x_norm is None:
+        x_norm = torch.linalg.vector_norm(X, dim=0)
+    cos = dots / (x_norm.clamp_min(1e-8) * mixture_sq.clamp_min(1e-16).sqrt())
+    return torch.arccos(cos.clamp(-_COS_LIMIT, _COS_LIMIT))
+
+
+def dffn_loss(Y: torch.Tensor, A: torch.Tensor, Y1: torch.Tensor, E: torch.Tensor,
+              a: float = 1.0, b: float = 0.01, c: float = 0.001,
+              y_norm: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``a * SAD(Y, Yhat2) + b * (ANC + ASC) + c * SAD(Yhat1, Yhat2)`` on the valid pixels, with
+    ``Yhat2 = E @ A`` (:func:`angle_to_mixture`). ``y_norm``: the columns' norms of ``Y``, if known."""
     A = A.float()
     anc = torch.relu(-A).mean()
     asc = ((A.sum(0) - 1.0) ** 2).mean()
-    return (a * spectral_angle(Y, Y2).mean() + b * (anc + asc)
-            + c * spectral_angle(Y1.float(), Y2).mean())
+    return (a * angle_to_mixture(Y, E, A, y_norm).mean() + b * (anc + asc)
+            + c * angle_to_mixture(Y1.float(), E, A).mean())

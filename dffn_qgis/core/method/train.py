@@ -71,12 +71,12 @@ class _Run:
         self.grad_norms: List[List[float]] = [[] for _ in self.optimizer.param_groups]
         self.spikes_limited = 0     # epochs whose gradient the spike limit scaled down
 
-    def epoch(self, x, Y, valid, params: DFFNParams, autocast_dtype) -> float:
+    def epoch(self, x, Y, valid, params: DFFNParams, autocast_dtype, y_norm=None) -> float:
         self.model.train()
         use_autocast = autocast_dtype != torch.float32
         with torch.autocast(x.device.type, dtype=autocast_dtype, enabled=use_autocast):
-            A, Y1, _, Y2 = self.model(x, valid)
-        loss = dffn_loss(Y, A, Y1, Y2, params.a, params.b, params.c)
+            A, Y1, E = self.model(x, valid)
+        loss = dffn_loss(Y, A, Y1, E, params.a, params.b, params.c, y_norm)
         value = float(loss.detach())
         if not math.isfinite(value):
             raise FloatingPointError("training loss is not finite")
@@ -163,7 +163,7 @@ def _kept_outputs(run: "_Run", x: torch.Tensor, valid: Optional[torch.Tensor]) -
     run.model.load_state_dict(run.best_state)
     run.model.eval()
     with torch.no_grad():
-        A, _, E, _ = run.model(x, valid)
+        A, _, E = run.model(x, valid)
     return A.float().cpu().numpy(), E.float().cpu().numpy()
 
 
@@ -196,6 +196,7 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
     Yt = torch.from_numpy(np.ascontiguousarray(Y, dtype=np.float32)).to(device)
     valid = None if valid_index is None else torch.from_numpy(np.asarray(valid_index, dtype=np.int64)).to(device)
     n_pixels = Yt.shape[1]
+    y_norm = torch.linalg.vector_norm(Yt, dim=0)       # the loss's target does not change
     projection = input_projection(image, valid_index, params.input_components)
     if projection is not None:
         monitor.info(f"the abundance module takes the enhanced image's {projection.shape[0]} leading components "
@@ -217,7 +218,7 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
         patience rule stops the training early the bar gets there steadily instead of jumping."""
         nonlocal done, shown
         monitor.check()
-        value = run.epoch(x, Yt, valid, params, autocast_dtype)
+        value = run.epoch(x, Yt, valid, params, autocast_dtype, y_norm)
         done += 1
         fraction = done / planned
         if last_phase:

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from dffn_qgis.core.method.model import DFFN, dffn_loss, spectral_angle
+from dffn_qgis.core.method.model import DFFN, angle_to_mixture, dffn_loss, spectral_angle
 
 
 def test_module_shapes():
@@ -12,20 +12,19 @@ def test_module_shapes():
     L, P, H, W = 10, 3, 6, 7
     net = DFFN(L, P, H * W)
     with torch.no_grad():
-        A, Y1, E, Y2 = net(torch.rand(1, L, H, W))
+        A, Y1, E = net(torch.rand(1, L, H, W))
     assert A.shape == (P, H * W) and Y1.shape == (L, H * W)
-    assert E.shape == (L, P) and Y2.shape == (L, H * W)
+    assert E.shape == (L, P)
     assert float(A.min()) >= 0.0                      # ReLU output
     assert 0.0 < float(E.min()) and float(E.max()) < 1.0  # sigmoid output
-    torch.testing.assert_close(Y2, E @ A)
 
 
 def test_valid_pixels_feed_the_endmember_module():
     L, P, H, W = 8, 2, 5, 5
     valid = torch.tensor([0, 3, 4, 10, 24])
     net = DFFN(L, P, len(valid))
-    A, Y1, E, Y2 = net(torch.rand(1, L, H, W), valid)
-    assert A.shape == (P, 5) and Y2.shape == (L, 5)
+    A, Y1, E = net(torch.rand(1, L, H, W), valid)
+    assert A.shape == (P, 5) and Y1.shape == (L, 5)
     assert net.eem[0].in_features == 5
 
 
@@ -49,16 +48,41 @@ def test_spectral_angle_values_and_finite_gradient_at_zero_angle():
 
 
 def test_loss_terms():
+    torch.manual_seed(0)
     L, P, N = 4, 2, 6
-    Y = torch.rand(L, N) + 0.1
-    A = torch.full((P, N), 0.5)                        # sums to one: no ASC penalty
+    E = torch.rand(L, P) + 0.1
+    A = torch.rand(P, N)
+    A = A / A.sum(0)                                   # sums to one: no ASC penalty
+    Y2 = E @ A
     # perfect reconstruction, Yhat1 == Yhat2: only the (tiny) clamped angle remains
-    assert float(dffn_loss(Y, A, Y, Y)) < 2e-3
-    A_bad = torch.full((P, N), 1.0)                    # sums to two: ASC = 1
-    assert float(dffn_loss(Y, A_bad, Y, Y, a=0, b=1, c=0)) == pytest.approx(1.0)
-    Y2 = torch.roll(Y, 1, dims=0)
-    expected = 0.7 * float(spectral_angle(Y, Y2).mean()) + 0.2 * float(spectral_angle(Y2 * 2, Y2).mean())
-    assert float(dffn_loss(Y, A, Y2 * 2, Y2, a=0.7, b=0, c=0.2)) == pytest.approx(expected, abs=1e-3)
+    assert float(dffn_loss(Y2, A, Y2, E)) < 2e-3
+    A_bad = 2 * A                                      # sums to two: ASC = 1
+    assert float(dffn_loss(Y2, A_bad, Y2, E, a=0, b=1, c=0)) == pytest.approx(1.0)
+    Y = torch.roll(Y2, 1, dims=0)
+    Y1 = torch.rand(L, N)
+    expected = 0.7 * float(spectral_angle(Y, Y2).mean()) + 0.2 * float(spectral_angle(Y1, Y2).mean())
+    assert float(dffn_loss(Y, A, Y1, E, a=0.7, b=0, c=0.2)) == pytest.approx(expected, abs=1e-5)
+
+
+def test_the_angle_to_the_mixture_is_the_spectral_angle_of_the_product_and_so_is_its_gradient():
+    """The loss never forms E @ A; its angles and their gradients are those of the product's."""
+    torch.manual_seed(1)
+    L, P, N = 30, 4, 50
+    X = torch.rand(L, N, dtype=torch.float64)
+    E1 = torch.rand(L, P, dtype=torch.float64, requires_grad=True)
+    A1 = torch.rand(P, N, dtype=torch.float64, requires_grad=True)
+    E2, A2 = E1.detach().clone().requires_grad_(), A1.detach().clone().requires_grad_()
+    direct = spectral_angle(X, E1 @ A1)
+    direct.sum().backward()
+    fast = angle_to_mixture(X, E2, A2, torch.linalg.vector_norm(X, dim=0))
+    fast.sum().backward()
+    torch.testing.assert_close(fast, direct)
+    torch.testing.assert_close(E2.grad, E1.grad)
+    torch.testing.assert_close(A2.grad, A1.grad)
+    assert float(direct.min()) > 0.05                  # the test is not about clamped zeros
+    # float32, as training runs: the same angles to within a few microradians
+    X32, E32, A32 = X.float(), E1.detach().float(), A1.detach().float()
+    assert float((angle_to_mixture(X32, E32, A32) - spectral_angle(X32, E32 @ A32)).abs().max()) < 1e-5
 
 
 def test_abundances_and_first_reconstruction_stay_float32_under_bfloat16_autocast():
@@ -69,11 +93,11 @@ def test_abundances_and_first_reconstruction_stay_float32_under_bfloat16_autocas
     x = torch.rand(1, 12, 6, 6)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         hidden = net.aem[:2](x)
-        A, Y1, E, Y2 = net(x)
+        A, Y1, E = net(x)
     assert hidden.dtype == torch.bfloat16          # the wide layers do take the fast path
     assert A.dtype == torch.float32 and Y1.dtype == torch.float32
     with torch.no_grad():
-        A32, Y132, _, _ = net(x)
+        A32, Y132, _ = net(x)
     # float32 output layers on bfloat16 features: close to the float32 network, not bit-equal
     assert torch.allclose(A, A32, atol=0.05, rtol=0.05)
     assert not torch.equal(A, A32)
@@ -89,7 +113,7 @@ def test_input_projection_feeds_the_first_convolution_its_coordinates():
     assert net.aem[0][0].in_channels == K and net.decoder[0].out_channels == L
     x = torch.rand(1, L, H, W)
     with torch.no_grad():
-        A, Y1, E, Y2 = net(x)
+        A, Y1, E = net(x)
         by_hand = net.aem[2](net.aem[:2](torch.einsum("kl,blhw->bkhw", projection, x)))
     torch.testing.assert_close(net.abundance_maps(x), by_hand)
     assert Y1.shape == (L, H * W) and E.shape == (L, P)

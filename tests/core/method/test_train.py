@@ -157,8 +157,8 @@ def _scripted_losses(monkeypatch, sequences):
         real_init(self, *a, **k)
         self.script = queue.pop(0)
 
-    def epoch(self, x, Y, valid, params, dtype):
-        real_epoch(self, x, Y, valid, params, dtype)          # the network still trains
+    def epoch(self, x, Y, valid, params, dtype, y_norm=None):
+        real_epoch(self, x, Y, valid, params, dtype, y_norm)         # the network still trains
         value = self.script[min(len(self.history) - 1, len(self.script) - 1)]
         self.history[-1] = value
         if value < self.best_loss or len(self.history) == 1:
