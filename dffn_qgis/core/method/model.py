@@ -18,23 +18,24 @@ class DFFN(nn.Module):
     """Conv blocks L->128->64->P (abundances) ->L (first reconstruction); FC N->100->30->P (endmembers).
 
     ``n_pixels`` is the EEM's input size: the number of valid pixels of the training image.
-    ``projection`` (K x L, optional): the abundance module takes the K coordinates ``projection @ x``
-    of each enhanced pixel instead of its L bands (``input_components``, docs/METHOD.md); it is a
+    ``projection`` (K x L with orthonormal rows, optional): the first convolution works on the K
+    coordinates ``projection @ x`` of each enhanced pixel, with its weights (still c_out x L x k x k)
+    mapped onto them, ``W @ projection.T``. That is the published layer applied to
+    ``projection.T @ projection @ x``: exactly the published layer wherever the image lies in the
+    projection's span, at K / L of its multiplications (``input_components``, docs/METHOD.md). It is a
     fixed buffer, saved with the state and applied wherever the network runs (tiles included).
     """
 
     def __init__(self, n_bands: int, n_endmembers: int, n_pixels: int, kernel: int = 5, padding: int = 2,
                  projection: Optional[torch.Tensor] = None):
         super().__init__()
-        n_inputs = n_bands
         if projection is not None:
             if projection.ndim != 2 or projection.shape[1] != n_bands:
                 raise ValueError(f"projection must be K x {n_bands} (got {tuple(projection.shape)})")
-            n_inputs = projection.shape[0]
             self.register_buffer("input_projection", projection.detach().float().clone())
         else:
             self.input_projection = None
-        self.aem = nn.Sequential(_conv_block(n_inputs, 128, kernel, padding),
+        self.aem = nn.Sequential(_conv_block(n_bands, 128, kernel, padding),
                                  _conv_block(128, 64, kernel, padding),
                                  _conv_block(64, n_endmembers, kernel, padding))
         self.decoder = _conv_block(n_endmembers, n_bands, kernel, padding)
@@ -45,8 +46,14 @@ class DFFN(nn.Module):
     def abundance_maps(self, x: torch.Tensor) -> torch.Tensor:
         """B x P x H x W abundance maps of B x L x H x W enhanced image(s)."""
         if self.input_projection is not None:
-            x = torch.einsum("kl,blhw->bkhw", self.input_projection.to(x.dtype), x)
-        features = self.aem[:2](x)                             # B x 64 x H x W
+            basis = self.input_projection.to(x.dtype)
+            conv = self.aem[0][0]
+            weight = torch.einsum("olij,kl->okij", conv.weight.to(x.dtype), basis)
+            first = nn.functional.conv2d(torch.einsum("kl,blhw->bkhw", basis, x), weight, conv.bias,
+                                         conv.stride, conv.padding)
+            features = self.aem[1](self.aem[0][1:](first))     # B x 64 x H x W
+        else:
+            features = self.aem[:2](x)                         # B x 64 x H x W
         # The abundance layer in float32 even under bfloat16 autocast: bfloat16's 8-bit
         # mantissa in A puts a floor under the reconstruction angle (docs/METHOD.md, "Precision").
         with torch.autocast(x.device.type, enabled=False):

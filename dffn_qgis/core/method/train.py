@@ -37,6 +37,7 @@ class TrainOutcome:
     restarts: int = 0               # fresh starts after a run got stuck (docs/METHOD.md)
     restart_reasons: List[str] = field(default_factory=list)   # "stalled" or "poor fit", per restart
     spikes_limited: int = 0         # epochs of the kept run whose gradient the spike limit scaled down
+    input_components: int = 0       # components the first convolution worked on (0: the bands)
     model: Optional[DFFN] = None    # the kept state, in eval mode (for tiled inference)
 
 
@@ -128,21 +129,30 @@ class _Run:
         return self.best_loss >= before * (1.0 - params.min_delta)
 
 
-def input_projection(image: np.ndarray, valid_index: Optional[np.ndarray], k: int) -> Optional[torch.Tensor]:
-    """K x L: the ``k`` leading eigenvectors (as rows) of the uncentred band Gram matrix of the valid
-    pixels of ``image`` (L x H x W, or B x L x h x w windows); None when ``k`` is 0 or not below L.
+RANK_TOLERANCE = 1e-6    # singular values below this share of the largest do not count in the rank
 
-    Each eigenvector's sign is fixed (largest entry positive) so that the projection does not depend
-    on the eigen-solver's choice.
+
+def input_projection(image: np.ndarray, valid_index: Optional[np.ndarray], k: int) -> Optional[torch.Tensor]:
+    """K x L: leading eigenvectors (as rows) of the uncentred band Gram matrix of the valid pixels of
+    ``image`` (L x H x W, or B x L x h x w windows), for the first convolution (:class:`DFFN`).
+
+    ``k`` 0: the image's numerical rank K (singular values above ``RANK_TOLERANCE`` of the largest):
+    the image lies in their span, so nothing of it is lost; None when it has full rank. ``k`` between
+    1 and L - 1: the ``k`` leading ones. ``k`` at least L: None (the bands). Each eigenvector's sign is
+    fixed (largest entry positive) so that the projection does not depend on the eigen-solver's choice.
     """
     n_bands = image.shape[-3]
-    if k <= 0 or k >= n_bands:
+    if k >= n_bands:
         return None
     pixels = np.moveaxis(np.asarray(image), -3, 0).reshape(n_bands, -1)
     if valid_index is not None:
         pixels = pixels[:, valid_index]
     pixels = pixels.astype(np.float64)
     values, vectors = np.linalg.eigh(pixels @ pixels.T)
+    if k == 0:
+        k = int((values > values.max() * RANK_TOLERANCE ** 2).sum())
+        if k >= n_bands or k == 0:
+            return None
     leading = vectors[:, np.argsort(values)[::-1][:k]]
     signs = np.sign(leading[np.argmax(np.abs(leading), axis=0), np.arange(k)])
     return torch.from_numpy((leading * np.where(signs == 0, 1.0, signs)).T.astype(np.float32))
@@ -198,9 +208,11 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
     n_pixels = Yt.shape[1]
     y_norm = torch.linalg.vector_norm(Yt, dim=0)       # the loss's target does not change
     projection = input_projection(image, valid_index, params.input_components)
+    input_components = 0 if projection is None else projection.shape[0]
     if projection is not None:
-        monitor.info(f"the abundance module takes the enhanced image's {projection.shape[0]} leading components "
-                     f"instead of its {projection.shape[1]} bands")
+        which = "as many as its rank: nothing of it is lost" if params.input_components == 0 else "its leading ones"
+        monitor.info(f"the first convolution works on {input_components} components of the enhanced image "
+                     f"({which}) instead of its {Yt.shape[0]} bands")
 
     # several starts: each trains ``start_epochs`` before the lowest-loss one is trained on to the end of
     # the schedule; a start that trained the whole schedule is kept as it is
@@ -314,7 +326,7 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
         start_losses=start_losses, chosen_start=chosen, device=str(device), device_reason=device_reason,
         precision=str(autocast_dtype).replace("torch.", ""), precision_reason=precision_reason,
         stopped_early=stopped_early, restarts=len(given_up), restart_reasons=reasons,
-        spikes_limited=run.spikes_limited, model=run.model)
+        spikes_limited=run.spikes_limited, input_components=input_components, model=run.model)
 
 
 def train_with_cpu_fallback(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray],

@@ -36,7 +36,7 @@ class DFFNParams:
     precision: str = "float32"    # "float32", "bfloat16" or "auto" (bfloat16 where the CPU has native bf16)
     # network
     kernel: int = 5               # the padding is kernel // 2, so that the image keeps its size
-    input_components: int = 0     # the abundance module's input: this many leading components (0: the bands)
+    input_components: int = 0     # the first convolution's input: this many leading components (0: the rank)
     # fusion
     denoise: str = "off"          # "subspace": fusion and training see the image on its signal subspace
     w: float = 0.5

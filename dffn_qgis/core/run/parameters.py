@@ -146,9 +146,10 @@ SCHEMA: Tuple[Parameter, ...] = (
     Parameter("kernel", int, "Kernel size k",
               "convolution kernel size of the spatial branch (odd; the padding is k // 2)", 1, 99, check=_odd),
     Parameter("input_components", int, "Input components",
-              "the abundance module takes this many leading spectral components of the enhanced image "
-              "instead of its bands (fewer multiplications in the network's largest layer); 0, or at least "
-              "the number of bands: the bands, as published", 0, 10 ** 5),
+              "the network's first convolution works on this many leading spectral components of the "
+              "enhanced image instead of its bands (fewer multiplications in its largest layer); 0: as many "
+              "as the image's rank, which loses nothing (a denoised image has few); at least the number "
+              "of bands: the bands, as published", 0, 10 ** 5),
     Parameter("a", float, "Loss weight a",
               "weight of the reconstruction term of the loss (spectral angle between the input and its "
               "reconstruction)", 0.0, 1e6),

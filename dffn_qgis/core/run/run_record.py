@@ -54,6 +54,7 @@ def run_record(scene: Scene, params: DFFNParams, outcome, sums: dict, mean_angle
         "restarts": outcome.restarts,
         "restart_reasons": outcome.restart_reasons,
         "spikes_limited": outcome.spikes_limited,
+        "input_components": outcome.input_components,
         "start_losses": outcome.start_losses,
         "chosen_start": outcome.chosen_start + 1,
         "final_loss": outcome.loss,
