@@ -37,7 +37,7 @@ class TrainOutcome:
     restarts: int = 0               # fresh starts after a run got stuck (docs/METHOD.md)
     restart_reasons: List[str] = field(default_factory=list)   # "stalled" or "poor fit", per restart
     spikes_limited: int = 0         # epochs of the kept run whose gradient the spike limit scaled down
-    input_components: int = 0       # components the first convolution worked on (0: the bands)
+    input_components: dict = field(default_factory=dict)   # what the first convolution worked on
     model: Optional[DFFN] = None    # the kept state, in eval mode (for tiled inference)
 
 
@@ -132,30 +132,36 @@ class _Run:
 RANK_TOLERANCE = 1e-6    # singular values below this share of the largest do not count in the rank
 
 
-def input_projection(image: np.ndarray, valid_index: Optional[np.ndarray], k: int) -> Optional[torch.Tensor]:
+def input_projection(image: np.ndarray, valid_index: Optional[np.ndarray], k: int
+                     ) -> Tuple[Optional[torch.Tensor], float]:
     """K x L: leading eigenvectors (as rows) of the uncentred band Gram matrix of the valid pixels of
-    ``image`` (L x H x W, or B x L x h x w windows), for the first convolution (:class:`DFFN`).
+    ``image`` (L x H x W, or B x L x h x w windows), for the first convolution (:class:`DFFN`), and
+    the share of the pixels' norm (root of the energy) that lies outside their span.
 
-    ``k`` 0: the image's numerical rank K (singular values above ``RANK_TOLERANCE`` of the largest):
-    the image lies in their span, so nothing of it is lost; None when it has full rank. ``k`` between
-    1 and L - 1: the ``k`` leading ones. ``k`` at least L: None (the bands). Each eigenvector's sign is
-    fixed (largest entry positive) so that the projection does not depend on the eigen-solver's choice.
+    ``k`` 0: the image's numerical rank K (singular values above ``RANK_TOLERANCE`` of the largest),
+    so that what is left out is rounding; None when it has full rank. ``k`` between 1 and L - 1: the
+    ``k`` leading ones. ``k`` at least L: None (the bands). Each eigenvector's sign is fixed (largest
+    entry positive) so that the projection does not depend on the eigen-solver's choice.
     """
     n_bands = image.shape[-3]
     if k >= n_bands:
-        return None
+        return None, 0.0
     pixels = np.moveaxis(np.asarray(image), -3, 0).reshape(n_bands, -1)
     if valid_index is not None:
         pixels = pixels[:, valid_index]
-    pixels = pixels.astype(np.float64)
-    values, vectors = np.linalg.eigh(pixels @ pixels.T)
+    # by torch, whose thread count the run sets (numpy's BLAS may run another number of threads in
+    # another process, a Dask worker, and round otherwise: the same seed must give the same bytes)
+    pixels = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float64))
+    values, vectors = (t.numpy() for t in torch.linalg.eigh(pixels @ pixels.T))
+    order = np.argsort(values)[::-1]
     if k == 0:
         k = int((values > values.max() * RANK_TOLERANCE ** 2).sum())
         if k >= n_bands or k == 0:
-            return None
-    leading = vectors[:, np.argsort(values)[::-1][:k]]
+            return None, 0.0
+    outside = math.sqrt(max(float(values[order[k:]].clip(min=0).sum()), 0.0) / max(float(values.sum()), 1e-300))
+    leading = vectors[:, order[:k]]
     signs = np.sign(leading[np.argmax(np.abs(leading), axis=0), np.arange(k)])
-    return torch.from_numpy((leading * np.where(signs == 0, 1.0, signs)).T.astype(np.float32))
+    return torch.from_numpy((leading * np.where(signs == 0, 1.0, signs)).T.astype(np.float32)), outside
 
 
 def _seed_everything(seed: int) -> None:
@@ -207,12 +213,14 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
     valid = None if valid_index is None else torch.from_numpy(np.asarray(valid_index, dtype=np.int64)).to(device)
     n_pixels = Yt.shape[1]
     y_norm = torch.linalg.vector_norm(Yt, dim=0)       # the loss's target does not change
-    projection = input_projection(image, valid_index, params.input_components)
-    input_components = 0 if projection is None else projection.shape[0]
+    projection, outside = input_projection(image, valid_index, params.input_components)
+    input_components = {"components": 0 if projection is None else projection.shape[0],
+                        "bands": int(Yt.shape[0]), "share_outside": outside}
     if projection is not None:
-        which = "as many as its rank: nothing of it is lost" if params.input_components == 0 else "its leading ones"
-        monitor.info(f"the first convolution works on {input_components} components of the enhanced image "
-                     f"({which}) instead of its {Yt.shape[0]} bands")
+        which = "as many as its rank" if params.input_components == 0 else "its leading ones"
+        monitor.info(f"the first convolution works on {projection.shape[0]} components of the enhanced image "
+                     f"({which}; what lies outside them: {outside:.1e} of its norm) instead of its "
+                     f"{Yt.shape[0]} bands")
 
     # several starts: each trains ``start_epochs`` before the lowest-loss one is trained on to the end of
     # the schedule; a start that trained the whole schedule is kept as it is

@@ -126,3 +126,25 @@ def test_input_projection_is_the_published_layer_on_the_projected_image():
     assert "input_projection" in net.state_dict()
     with pytest.raises(ValueError, match="K x 12"):
         DFFN(L, P, H * W, projection=torch.rand(K, L + 1))
+
+
+def test_the_endmember_module_sigmoid_sets_subnormal_numbers_to_zero_and_is_the_sigmoid_elsewhere():
+    """Saturated units give float32 subnormal gradients (slow on x86); the module's sigmoid sets those
+    (and subnormal outputs) to zero, and is torch's sigmoid, value and gradient, everywhere else."""
+    from dffn_qgis.core.method.model import _Sigmoid
+    tiny = torch.finfo(torch.float32).tiny
+    x = torch.tensor([-86.0, -85.0, -80.0, -20.0, 0.0, 3.0, 40.0])
+    upstream = torch.full_like(x, 1e-3)
+    ours_x, plain_x = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ours, plain = _Sigmoid()(ours_x), torch.sigmoid(plain_x)
+    ours.backward(upstream)
+    plain.backward(upstream)
+    subnormal = (plain_x.grad != 0) & (plain_x.grad.abs() < tiny)
+    assert subnormal[:2].all() and not subnormal[2:].any()       # what the plain sigmoid gives
+    assert torch.equal(ours_x.grad[:2], torch.zeros(2))
+    assert torch.equal(ours_x.grad[2:], plain_x.grad[2:])
+    assert torch.equal(ours.detach(), plain.detach())             # no subnormal outputs here
+    assert float(_Sigmoid()(torch.tensor([-87.5]))) == 0.0         # torch's would be 1e-38, subnormal
+    assert 0 < float(torch.sigmoid(torch.tensor([-87.5]))) < tiny
+    net = DFFN(10, 3, 20)
+    assert sum(isinstance(m, _Sigmoid) for m in net.eem) == 3

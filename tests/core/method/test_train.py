@@ -237,18 +237,20 @@ def test_input_projection_is_the_leading_directions_of_the_valid_pixels():
     image = np.einsum("lk,khw->lhw", basis, rng.uniform(0.5, 1.0, (3, H, W)) * [[[4.0]], [[2.0]], [[1.0]]])
     valid_index = np.arange(0, H * W, 2)
     image.reshape(L, -1)[:, 1::2] = 100.0 + rng.uniform(0, 1, (L, H * W // 2))    # invalid pixels: ignored
-    U = input_projection(image, valid_index, 2).numpy()
+    U = input_projection(image, valid_index, 2)[0].numpy()
     assert U.shape == (2, L)
     np.testing.assert_allclose(U @ U.T, np.eye(2), atol=1e-5)               # orthonormal rows
     assert np.all(U[np.arange(2), np.argmax(np.abs(U), axis=1)] > 0)       # signs fixed
     # 0: as many as the valid pixels' rank, whose span holds them
-    U = input_projection(image, valid_index, 0).numpy()
-    assert U.shape == (3, L)
+    U, outside = input_projection(image, valid_index, 0)
+    U = U.numpy()
+    assert U.shape == (3, L) and outside < 1e-6
     np.testing.assert_allclose(U.T @ U @ basis, basis, atol=1e-5)
     windows = np.stack([image, image])                                      # B x L x h x w: same answer
-    np.testing.assert_allclose(input_projection(windows, valid_index, 0).numpy(), U, atol=1e-6)
-    assert input_projection(image, None, 0) is None                         # with the invalid: full rank
-    assert input_projection(image, valid_index, L) is None                  # the bands, as published
+    np.testing.assert_allclose(input_projection(windows, valid_index, 0)[0].numpy(), U, atol=1e-6)
+    assert input_projection(image, None, 0) == (None, 0.0)                  # with the invalid: full rank
+    assert input_projection(image, valid_index, L) == (None, 0.0)           # the bands, as published
+    assert 0.05 < input_projection(image, valid_index, 2)[1] < 0.5          # the third direction left out
 
 
 def test_the_first_convolution_on_the_image_rank_trains_as_on_the_bands():
@@ -264,7 +266,8 @@ def test_the_first_convolution_on_the_image_rank_trains_as_on_the_bands():
                             input_components=components)
         runs[components] = train(image, image.reshape(L, -1), None, params)
     reduced, bands = runs[0], runs[L]
-    assert reduced.input_components == 3 and bands.input_components == 0
+    assert reduced.input_components["components"] == 3 and bands.input_components["components"] == 0
+    assert reduced.input_components["share_outside"] < 1e-6
     assert reduced.model.input_projection.shape == (3, L) and bands.model.input_projection is None
     np.testing.assert_allclose(reduced.history, bands.history, rtol=1e-4)
     np.testing.assert_allclose(reduced.endmembers, bands.endmembers, atol=1e-4)
@@ -276,10 +279,10 @@ def test_training_with_input_components_runs_on_the_projection():
     image = rng.uniform(0.1, 1.0, (L, H, W)).astype(np.float32)
     params = params_for("fast", n_endmembers=3, epochs=4, device="cpu", threads=1, input_components=5)
     outcome = train(image, image.reshape(L, -1), None, params)
-    assert outcome.model.input_projection.shape == (5, L) and outcome.input_components == 5
+    assert outcome.model.input_projection.shape == (5, L) and outcome.input_components["components"] == 5
     assert outcome.endmembers.shape == (L, 3) and np.isfinite(outcome.loss)
     full_rank = train(image, image.reshape(L, -1), None, replace(params, input_components=0))
-    assert full_rank.model.input_projection is None and full_rank.input_components == 0
+    assert full_rank.model.input_projection is None and full_rank.input_components["components"] == 0
 
 
 def test_a_run_the_judge_finds_poor_is_restarted_once_and_the_accepted_one_kept(tiny, monkeypatch):
