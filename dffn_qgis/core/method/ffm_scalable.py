@@ -157,6 +157,12 @@ class ScalableFusion:
         spat = None
         if self.landmarks is not None:
             spat = torch.cat([self.projection @ _kernel(self.landmarks, part.T) for part in _chunks(Yb)], dim=1)
+            if self.subspace is not None:
+                # ``Y S_P`` of projected pixels lies on the subspace; the Nystroem factor's inverse
+                # (an ill-conditioned kernel matrix) amplifies float32 rounding into other directions,
+                # about 2e-5 of the term, which would give the image full rank (docs/METHOD.md, "The
+                # first convolution on the image's span"): projecting again removes only that
+                spat = self.subspace.project(spat)
         return spec, spat
 
     def seen(self, Yb: torch.Tensor) -> torch.Tensor:

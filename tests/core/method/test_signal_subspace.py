@@ -75,6 +75,11 @@ def test_a_denoised_run_records_its_subspace_and_fits_the_data_as_read(method):
     record = on.record["denoise"]
     assert record["components"] == 3 and record["bands"] == scene.n_bands
     assert on.loss != off.loss                        # the network saw other pixels
+    # the enhanced image of 3 components has rank at most 2 x 3 + 1 (docs/METHOD.md), on both paths
+    # (the scalable one's spatial term projected again after the Nystroem factor's rounding)
+    used = on.record["input_components"]
+    assert 0 < used["components"] <= 7 and used["share_outside"] < 1e-6, used
+    assert off.record["input_components"]["components"] == 0      # noisy: full rank
     # the abundances are the fit of the data as read, not of the projected data
     Y = scene.data[:, scene.valid]
     weight = on.record["pixel_brightness"]["sum_weight"]
