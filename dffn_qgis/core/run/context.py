@@ -9,6 +9,22 @@ from .config import DFFNParams
 from .device import resolve_hardware
 
 
+def settle_vector_math(torch) -> None:
+    """Call torch's vectorised elementwise functions once on every thread before a run computes with them.
+
+    Measured with torch 2.13 (CPU, 2 threads) on an Intel Xeon with AMX: in about one process in five, the
+    first ``torch.exp`` after a matrix product gave results 1.5e-4 off (relative; float64: 3e-9) on the
+    part of the tensor one of the threads computed, and every later call was right to the last bit. That
+    made the same seed give another band similarity, so another enhanced image and another training, in
+    some processes only (the "comes and goes" of issue 10, point 5; docs/RELIABILITY.md). A first call
+    here, on a tensor large enough to be split between the threads, takes that hit where nothing uses its
+    result. Each function gets its own first call (float32 and float64); the cost is a few milliseconds."""
+    x = torch.linspace(0.01, 0.99, 1 << 17)
+    for values in (x, x.double()):
+        for function in (torch.exp, torch.log, torch.acos, torch.sqrt, torch.sigmoid, torch.tanh):
+            function(values)
+
+
 class RunContext:
     """What a run resolves once and the global state it changes, put back afterwards.
 
@@ -36,6 +52,7 @@ class RunContext:
         self._threads = torch.get_num_threads()
         if self.params.threads > 0:
             torch.set_num_threads(self.params.threads)
+        settle_vector_math(torch)
         self._tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False

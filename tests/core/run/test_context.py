@@ -58,3 +58,24 @@ def test_deterministic_settings_of_a_gpu_run_are_put_back(monkeypatch):
         assert not deterministic.fill_uninitialized_memory
     assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
             deterministic.fill_uninitialized_memory) == before
+
+
+def test_a_run_first_calls_the_vector_math_functions_it_uses_on_a_tensor_every_thread_shares(monkeypatch):
+    """torch's first exp after a matrix product was sometimes off on one thread (docs/RELIABILITY.md):
+    a run makes that first call itself, split between the run's threads, before it computes."""
+    called = []
+
+    def watching(name, function):
+        def wrapper(values, *args, **kwargs):
+            called.append((name, values.dtype, values.numel()))
+            return function(values, *args, **kwargs)
+        return wrapper
+
+    for name in ("exp", "acos", "sigmoid"):
+        monkeypatch.setattr(torch, name, watching(name, getattr(torch, name)))
+    with RunContext(params_for("fast", threads=2, device="cpu")):
+        pass
+    for name in ("exp", "acos", "sigmoid"):
+        for dtype in (torch.float32, torch.float64):
+            sizes = [n for f, d, n in called if f == name and d == dtype]
+            assert sizes and sizes[0] >= 2 * 32768, (name, dtype)     # above torch's grain: both threads work
