@@ -150,7 +150,7 @@ def dffn_loss(Y: torch.Tensor, A: torch.Tensor, Y1: torch.Tensor, E: torch.Tenso
               y_norm: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``a * SAD(Y, Yhat2) + b * (ANC + ASC) + c * SAD(Yhat1, Yhat2)`` on the valid pixels, with
     ``Yhat2 = E @ A`` (:func:`angle_to_mixture`). ``y_norm``: the columns' norms of ``Y``, if known."""
-    A = A.float()
+    A, E = A.float(), E.float()          # under bfloat16 autocast the endmember module's E is bfloat16
     anc = torch.relu(-A).mean()
     asc = ((A.sum(0) - 1.0) ** 2).mean()
     return (a * angle_to_mixture(Y, E, A, y_norm).mean() + b * (anc + asc)

@@ -321,3 +321,15 @@ def test_no_judging_without_restarts_or_with_none_left(tiny, monkeypatch):
     _scripted_losses(monkeypatch, [[0.5, 0.2] + [0.9] * 40, [0.5 - 0.01 * i for i in range(20)]])
     out = _train(tiny, epochs=20, patience=4, restarts=1, judge=lambda E: calls.append(1) or "poor")
     assert out.restarts == 1 and out.restart_reasons == ["stalled"] and calls == []
+
+
+def test_training_under_bfloat16_autocast_runs_and_its_loss_is_float32():
+    """Under bfloat16 autocast the endmember module gives bfloat16 endmembers; the loss, which never
+    forms E @ A, takes them in float32 (it raised a dtype error before)."""
+    rng = np.random.default_rng(3)
+    L, H, W = 12, 6, 6
+    image = rng.uniform(0.1, 1.0, (L, H, W)).astype(np.float32)
+    params = params_for("fast", n_endmembers=3, epochs=2, device="cpu", threads=1, precision="bfloat16")
+    outcome = train(image, image.reshape(L, -1), None, params)
+    assert outcome.precision == "bfloat16" and np.isfinite(outcome.loss)
+    assert outcome.endmembers.dtype == np.float32
