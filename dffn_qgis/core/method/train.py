@@ -158,7 +158,7 @@ def input_projection(image: np.ndarray, valid_index: Optional[np.ndarray], k: in
         k = int((values > values.max() * RANK_TOLERANCE ** 2).sum())
         if k >= n_bands or k == 0:
             return None, 0.0
-    outside = math.sqrt(max(float(values[order[k:]].clip(min=0).sum()), 0.0) / max(float(values.sum()), 1e-300))
+    outside = math.sqrt(float(values[order[k:]].clip(min=0).sum()) / max(float(values.sum()), 1e-300))
     leading = vectors[:, order[:k]]
     signs = np.sign(leading[np.argmax(np.abs(leading), axis=0), np.arange(k)])
     return torch.from_numpy((leading * np.where(signs == 0, 1.0, signs)).T.astype(np.float32)), outside

@@ -9,7 +9,7 @@ from .config import DFFNParams
 from .device import resolve_hardware
 
 
-def settle_vector_math(torch) -> None:
+def settle_vector_math() -> None:
     """Call torch's vectorised elementwise functions once on every thread before a run computes with them.
 
     Measured with torch 2.13 (CPU, 2 threads) on an Intel Xeon with AMX: in about one process in five, the
@@ -19,6 +19,7 @@ def settle_vector_math(torch) -> None:
     some processes only (the "comes and goes" of issue 10, point 5; docs/RELIABILITY.md). A first call
     here, on a tensor large enough to be split between the threads, takes that hit where nothing uses its
     result. Each function gets its own first call (float32 and float64); the cost is a few milliseconds."""
+    import torch
     x = torch.linspace(0.01, 0.99, 1 << 17)
     for values in (x, x.double()):
         for function in (torch.exp, torch.log, torch.acos, torch.sqrt, torch.sigmoid, torch.tanh):
@@ -52,7 +53,7 @@ class RunContext:
         self._threads = torch.get_num_threads()
         if self.params.threads > 0:
             torch.set_num_threads(self.params.threads)
-        settle_vector_math(torch)
+        settle_vector_math()
         self._tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
