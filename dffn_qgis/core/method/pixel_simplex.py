@@ -14,12 +14,20 @@ image's pixels"), so the network's endmembers are kept.
 The same comparison tells a training run that ended in a poor state: endmembers that explain the
 pixels *worse* than the image's own extreme pixels do (:meth:`SimplexCheck.poorer_fit`) are a reason
 for a fresh start, and when a network's endmembers still fall short, the pixels are taken
-(``at_least_pixels``; docs/METHOD.md, "Stuck training and restarts").
+(``at_least_pixels``; docs/METHOD.md, "Stuck training and restarts"). Worse means either of:
+
+* a larger mean reconstruction angle;
+* a material left out: the pixels least well explained are much farther from the endmembers' cone
+  than from the pixels' cone (the ``TAIL`` percentile of the residual norms ``||y - E c||`` of the
+  non-negative fits, more than ``TAIL_RATIO`` times the pixels'). The mean angle misses this where
+  noise sets it: dark pixels (water) have the largest angles whatever the endmembers, while a bright
+  material left out leaves its pixels' residuals several times the noise (docs/BENCHMARKS.md,
+  "2026-12-08").
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -28,6 +36,8 @@ from ..eval.baseline import nfindr, vca
 from .abundance_lsq import even_columns, fit_angles, nnls
 
 MAX_PIXELS = 8192       # pixels the comparison fits (an even sample of larger images)
+TAIL = 95               # percentile of the residual norms compared: the pixels least well explained
+TAIL_RATIO = 2.0        # the endmembers' tail above this many times the pixels': a material left out
 
 
 @dataclass
@@ -43,6 +53,8 @@ class SimplexCheck:
     ratio: float
     picker: str = "VCA"
     reason: str = ""
+    network_tail: float = float("nan")
+    pixel_tail: float = float("nan")
 
     def note(self) -> str:
         if not np.isfinite(self.pixel_angle):
@@ -51,6 +63,9 @@ class SimplexCheck:
         angles = (f"mean reconstruction angle of the image's extreme pixels ({self.picker}) {self.pixel_angle:.3g} "
                   f"rad, of the network's endmembers {self.network_angle:.3g} rad (ratio {share}, threshold "
                   f"{self.ratio:g})")
+        if np.isfinite(self.network_tail) and self.pixel_tail > 0:
+            angles += (f"; residual norm of the worst {100 - TAIL} % of the pixels {self.network_tail / self.pixel_tail:.3g} "
+                       f"times the pixels' (limit {TAIL_RATIO:g})")
         if self.reason == "exact simplex":
             return f"the image's own pixels span it exactly, so they are the endmembers: {angles}"
         if self.reason == "better fit":
@@ -62,71 +77,110 @@ class SimplexCheck:
         """Why the network's endmembers call for a fresh start: they explain the image worse than its own
         extreme pixels do (unless those pixels span it exactly, and so replace them anyway); None when they
         explain it at least as well, or there are no pixels to compare with."""
-        if self.reason == "exact simplex" or not self.network_angle > self.pixel_angle:
+        if self.reason == "exact simplex":
             return None
-        return (f"the endmembers explain the image worse than its own extreme pixels ({self.picker}) do: mean "
-                f"reconstruction angle {self.network_angle:.3g} rad against {self.pixel_angle:.3g} rad")
+        return worse_than_pixels(self.network_angle, self.pixel_angle, self.network_tail, self.pixel_tail,
+                                 self.picker)
 
     def to_dict(self) -> dict:
         return {"endmembers_from": f"image pixels ({self.picker})" if self.use_pixels else "network",
                 "reason": self.reason, "pixels_picked_by": self.picker,
                 "network_angle_rad": self.network_angle, "pixel_angle_rad": self.pixel_angle,
-                "threshold_ratio": self.ratio}
+                "threshold_ratio": self.ratio, f"network_residual_p{TAIL}": self.network_tail,
+                f"pixel_residual_p{TAIL}": self.pixel_tail}
+
+
+def worse_than_pixels(network_angle: float, pixel_angle: float, network_tail: float, pixel_tail: float,
+                      picker: str) -> Optional[str]:
+    """Why endmembers with these fit measures explain the image worse than its extreme pixels (picked by
+    ``picker``) with theirs: a larger mean angle, or a tail of residuals above ``TAIL_RATIO`` times the
+    pixels' (a material left out); None when neither (or the pixels' measures are unknown)."""
+    if network_angle > pixel_angle:
+        return (f"the endmembers explain the image worse than its own extreme pixels ({picker}) do: mean "
+                f"reconstruction angle {network_angle:.3g} rad against {pixel_angle:.3g} rad")
+    if network_tail > TAIL_RATIO * pixel_tail:
+        return (f"the endmembers leave part of the image unexplained (a material left out?): {100 - TAIL} % of "
+                f"the pixels lie at least {network_tail / pixel_tail:.3g} times farther from their fits than "
+                f"from their fits on the image's own extreme pixels ({picker})")
+    return None
+
+
+def fit_measures(Y: np.ndarray, E: np.ndarray) -> Tuple[float, float]:
+    """The mean angle (rad) between the pixels ``Y`` (L x n) and their non-negative fits on ``E`` (L x P),
+    and the ``TAIL`` percentile of the fits' residual norms."""
+    fit = E @ nnls(Y, E)
+    return float(np.mean(fit_angles(Y, fit))), float(np.percentile(np.linalg.norm(Y - fit, axis=0), TAIL))
 
 
 def mean_fit_angle(Y: np.ndarray, E: np.ndarray) -> float:
     """Mean angle (rad) between the pixels ``Y`` (L x n) and their non-negative fits on ``E`` (L x P)."""
-    return float(np.mean(fit_angles(Y, E @ nnls(Y, E))))
+    return fit_measures(Y, E)[0]
 
 
 @dataclass
 class ImagePixels:
     """The image's extreme pixels (L x P; None when there are too few distinct pixels), the method that
     picked them, and the even sample of pixels every endmember set is judged on, with the pixels' own
-    mean fit angle."""
+    fit measures (:func:`fit_measures`)."""
 
     pixels: Optional[np.ndarray]
     sample: np.ndarray
     angle: float                           # NaN without pixels
     picker: str = "VCA"
+    tail: float = float("nan")             # the TAIL percentile of the residual norms; NaN without pixels
+    taken: Optional[np.ndarray] = None     # the pixels denoised (``of``'s ``clean``): what is taken
 
     @classmethod
-    def of(cls, Y: np.ndarray, n_endmembers: int, seed: int = 1) -> "ImagePixels":
+    def of(cls, Y: np.ndarray, n_endmembers: int, seed: int = 1, clean: Optional[np.ndarray] = None
+           ) -> "ImagePixels":
         """Of VCA's and N-FINDR's ``n_endmembers`` pixels among ``Y`` (L x n; all of them: a pure one
-        may be rare), those with the smaller mean fit angle (VCA's on a tie)."""
+        may be rare), those with the smaller mean fit angle (VCA's on a tie). ``clean``: the same pixels
+        denoised (L x n, what the training saw); the pixels kept are then those columns of it, clipped to
+        zero from below: a single pixel carries the noise of every band, and picked as an extreme it
+        carries the noise that makes it extreme (a dark material's pixel at 30 dB is 0.5 rad from its
+        material; the judge's measures stay those of the pixels as read)."""
         Y = np.asarray(Y, dtype=np.float64)
         sample = even_columns(Y, MAX_PIXELS)
-        best = cls(None, sample, float("nan"))
+        best, best_indices = cls(None, sample, float("nan")), None
         for picker, pick in (("VCA", vca), ("N-FINDR", nfindr)):
             try:
                 _, indices = pick(Y, n_endmembers, seed=seed)
             except InputError:             # too few distinct pixels: nothing to compare with
                 return best
             pixels = Y[:, indices]
-            angle = mean_fit_angle(sample, pixels)
+            angle, tail = fit_measures(sample, pixels)
             if best.pixels is None or angle < best.angle:
-                best = cls(pixels, sample, angle, picker)
+                best, best_indices = cls(pixels, sample, angle, picker, tail), indices
+        if clean is not None:
+            best.taken = np.maximum(np.asarray(clean, dtype=np.float64)[:, best_indices], 0.0)
         return best
 
-    def fit_angle(self, endmembers: np.ndarray) -> float:
-        """The mean angle between the sample's pixels and their non-negative fits on ``endmembers``."""
-        return mean_fit_angle(self.sample, np.asarray(endmembers, dtype=np.float64))
+    @property
+    def endmembers(self) -> Optional[np.ndarray]:
+        """The endmembers the pixels give when taken: their denoised spectra when known, else as read."""
+        return self.pixels if self.taken is None else self.taken
+
+    def fit(self, endmembers: np.ndarray) -> Tuple[float, float]:
+        """The sample's :func:`fit_measures` on ``endmembers``."""
+        return fit_measures(self.sample, np.asarray(endmembers, dtype=np.float64))
 
 
 def check_pixel_simplex(reference: ImagePixels, network_endmembers: np.ndarray, ratio: float,
                         at_least_pixels: bool = False) -> SimplexCheck:
     """Choose between the network's endmembers (L x P) and the image's extreme pixels (``reference``,
     :meth:`ImagePixels.of`): the pixels when their mean fit angle is below ``ratio`` times the network's
-    (an exact simplex), or, with ``at_least_pixels``, below the network's."""
+    (an exact simplex), or, with ``at_least_pixels``, when they explain the image better
+    (:func:`worse_than_pixels`)."""
     E = np.asarray(network_endmembers, dtype=np.float64)
-    network_angle = reference.fit_angle(E)
+    network_angle, network_tail = reference.fit(E)
     if reference.pixels is None:
-        return SimplexCheck(E, False, network_angle, float("nan"), ratio)
+        return SimplexCheck(E, False, network_angle, float("nan"), ratio, network_tail=network_tail)
     reason = ""
     if reference.angle < ratio * network_angle:
         reason = "exact simplex"
-    elif at_least_pixels and reference.angle < network_angle:
+    elif at_least_pixels and worse_than_pixels(network_angle, reference.angle, network_tail, reference.tail,
+                                               reference.picker):
         reason = "better fit"
     use = bool(reason)
-    return SimplexCheck(reference.pixels if use else E, use, network_angle, reference.angle, ratio,
-                        reference.picker, reason)
+    return SimplexCheck(reference.endmembers if use else E, use, network_angle, reference.angle, ratio,
+                        reference.picker, reason, network_tail, reference.tail)

@@ -124,7 +124,7 @@ def drive(strategy: Strategy, scene, params: DFFNParams, monitor: Optional[Monit
         # exact simplex
         reference = None
         if params.pixel_simplex > 0 or params.restarts > 0:
-            reference = ImagePixels.of(batch.Y, params.n_endmembers, params.seed)
+            reference = ImagePixels.of(batch.Y, params.n_endmembers, params.seed, clean=batch.target)
         checks = {}
 
         def simplex_check(endmembers: np.ndarray) -> SimplexCheck:

@@ -5,7 +5,8 @@ import pytest
 from dffn_qgis.core.eval import synthetic
 from dffn_qgis.core.eval.metrics import sad_matrix
 from dffn_qgis.core.io.scene import Scene
-from dffn_qgis.core.method.pixel_simplex import ImagePixels, SimplexCheck, check_pixel_simplex, mean_fit_angle
+from dffn_qgis.core.method.pixel_simplex import (TAIL_RATIO, ImagePixels, SimplexCheck, check_pixel_simplex,
+                                                 mean_fit_angle, worse_than_pixels)
 from dffn_qgis.core.run.config import params_for
 from dffn_qgis.core.run.pipeline import unmix_scene
 
@@ -103,9 +104,53 @@ def test_endmembers_that_miss_a_material_explain_the_image_worse_than_its_pixels
     missed[:, 0] = 0.5 * (missed[:, 1] + missed[:, 2])                      # one material lost
     why = check_pixel_simplex(reference, missed, 0.25).poorer_fit()
     assert why is not None and "worse than its own extreme pixels" in why
-    assert f"{reference.angle:.3g} rad" in why and reference.fit_angle(missed) > reference.angle
+    assert f"{reference.angle:.3g} rad" in why and reference.fit(missed)[0] > reference.angle
     exact = check_pixel_simplex(reference, missed, ratio=0.99)              # pixels that replace them anyway
     assert exact.reason == "exact simplex" and exact.poorer_fit() is None
+
+
+def test_a_material_left_out_shows_in_the_tail_of_the_residuals():
+    """Noise sets the mean angle (dark pixels have the largest whatever the endmembers); a material left
+    out leaves its own pixels' residuals far above the noise, which the tail of the residual norms shows."""
+    s, Y = pixels(snr_db=30)
+    reference = ImagePixels.of(Y, 4, seed=1)
+    truth = check_pixel_simplex(reference, s.endmembers, 0.25)
+    assert truth.network_tail < TAIL_RATIO * truth.pixel_tail and truth.poorer_fit() is None
+    twice = s.endmembers.copy()
+    twice[:, 0] = 0.97 * twice[:, 1] + 0.03 * twice[:, 2]                  # one material found twice, one lost
+    check = check_pixel_simplex(reference, twice, 0.25, at_least_pixels=True)
+    assert check.network_tail > TAIL_RATIO * check.pixel_tail
+    assert check.poorer_fit() is not None and check.reason == "better fit" and check.use_pixels
+    assert "residual norm of the worst" in check.note()
+    record = check.to_dict()
+    assert record["network_residual_p95"] == check.network_tail and record["pixel_residual_p95"] == check.pixel_tail
+
+
+def test_the_pixels_taken_are_their_denoised_spectra():
+    """A picked pixel carries its noise; when the run denoises, the taken endmembers are the same pixels as
+    the training saw them (clipped at zero), while the judge's measures stay those of the pixels as read."""
+    s, Y = pixels(snr_db=30)
+    clean = s.abundances.reshape(4, -1).T @ s.endmembers.T                # the noise-free pixels (n x L)
+    clean = clean.T - 0.001                                                # a little below zero in places
+    plain, denoised = ImagePixels.of(Y, 4, seed=1), ImagePixels.of(Y, 4, seed=1, clean=clean)
+    assert denoised.angle == plain.angle and denoised.tail == plain.tail and np.array_equal(denoised.pixels,
+                                                                                            plain.pixels)
+    assert plain.endmembers is plain.pixels and denoised.endmembers.min() >= 0.0
+    assert sad_matrix(denoised.endmembers, s.endmembers).min(axis=0).max() < \
+        sad_matrix(plain.endmembers, s.endmembers).min(axis=0).max()
+    twice = s.endmembers.copy()
+    twice[:, 0] = 0.97 * twice[:, 1] + 0.03 * twice[:, 2]
+    check = check_pixel_simplex(denoised, twice, 0.25, at_least_pixels=True)
+    assert check.use_pixels and np.array_equal(check.endmembers, denoised.endmembers)
+
+
+def test_either_measure_makes_a_poorer_fit():
+    assert worse_than_pixels(0.10, 0.11, 1.0, 1.0, "VCA") is None                 # better on both
+    assert "mean reconstruction angle" in worse_than_pixels(0.12, 0.11, 1.0, 1.0, "VCA")
+    left_out = worse_than_pixels(0.09, 0.11, 3.0, 1.0, "N-FINDR")               # better angle, a heavy tail
+    assert left_out is not None and "unexplained" in left_out and "3 times" in left_out and "N-FINDR" in left_out
+    assert worse_than_pixels(0.09, 0.11, 1.9, 1.0, "VCA") is None
+    assert worse_than_pixels(0.09, float("nan"), 3.0, float("nan"), "VCA") is None  # nothing to compare with
 
 
 def test_too_few_distinct_pixels_judge_nothing():
@@ -145,11 +190,11 @@ def test_the_run_kept_is_compared_with_the_pixels_once(monkeypatch):
     scene = Scene(data=s.cube, valid=np.ones(s.cube.shape[1:], bool))
     fitted = []
 
-    def fit_angle(self, endmembers):
+    def fit(self, endmembers):
         fitted.append(endmembers.shape)
-        return 0.0                                   # the network's endmembers fit perfectly: accepted
+        return 0.0, 0.0                              # the network's endmembers fit perfectly: accepted
 
-    monkeypatch.setattr(ImagePixels, "fit_angle", fit_angle)
+    monkeypatch.setattr(ImagePixels, "fit", fit)
     params = params_for("fast", n_endmembers=4, epochs=4, patience=0, device="cpu", threads=1)
     result = unmix_scene(scene, params)
     assert fitted == [(s.cube.shape[0], 4)]

@@ -1,0 +1,114 @@
+"""The judge's two measures on cached runs: would a material left out have been seen?
+
+    python scripts/residual_tails.py [--scenes samson,G10-enmap-5] [--seeds 1,2,3]
+    python scripts/residual_tails.py --run .bench/mosaic/out/scene1000-base-1 --image .bench/scale/scene1000.tif
+
+For every cached run of the default preset on the development scenes (``.bench/scenes-runs/``, written
+by ``make bench-scenes``), the run's judge (``method/pixel_simplex.py``) is repeated on its endmembers
+as saved: the image's extreme pixels (VCA's or N-FINDR's, whichever fits better, the run's seed), the
+mean reconstruction angle of both sets and the percentiles of their residual norms ``||y - E c||``
+(non-negative fits), as the network's over the pixels'. The true endmembers are measured the same way:
+how far endmembers that are right can lie from the pixels on the same scene. With ``--run`` and
+``--image``, the same for one output folder of ``python -m dffn_qgis unmix`` on the scalable path,
+judged on its training windows as the run was. The endmembers saved are brightness-scaled; the fits
+absorb any scale, so the measures are the run's own.
+"""
+import argparse
+import csv
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import numpy as np  # noqa: E402
+
+from bench_scenes import RUNS, method_key  # noqa: E402
+from benchmarks import scenes  # noqa: E402
+from dffn_qgis.core.method.abundance_lsq import nnls  # noqa: E402
+from dffn_qgis.core.method.pixel_simplex import TAIL, TAIL_RATIO, ImagePixels  # noqa: E402
+from dffn_qgis.core.run.config import DEFAULT_PRESET  # noqa: E402
+
+PERCENTILES = (50, 90, TAIL, 99)
+
+
+def tails(reference: ImagePixels, E: np.ndarray) -> np.ndarray:
+    residual = np.linalg.norm(reference.sample - E @ nnls(reference.sample, E), axis=0)
+    return np.percentile(residual, PERCENTILES)
+
+
+def line(label: str, reference: ImagePixels, E: np.ndarray, truth=None) -> str:
+    pixels = tails(reference, reference.pixels)
+    angle = reference.fit(E)[0]
+    text = (f"{label}: pixels by {reference.picker}; mean angle {angle:.4f} against the pixels' {reference.angle:.4f} "
+            f"rad; residual percentiles {'/'.join(str(p) for p in PERCENTILES)} as the pixels' "
+            f"{' / '.join(f'{v:.2f}' for v in tails(reference, E) / pixels)}")
+    if truth is not None:
+        text += f"; the truth's {' / '.join(f'{v:.2f}' for v in tails(reference, truth) / pixels)}"
+    return text
+
+
+def cached_runs(names, seeds) -> None:
+    key = method_key("dffn", DEFAULT_PRESET, {})
+    for name in names:
+        bench = None
+        for seed in seeds:
+            path = RUNS / f"{name}--{key}--seed{seed}.json"
+            if not path.exists() or not path.with_suffix(".npz").exists():
+                continue
+            bench = bench or scenes.load(name)
+            Y = bench.scene.data[:, bench.scene.valid].astype(np.float64)
+            rec = json.loads(path.read_text())
+            E = np.load(path.with_suffix(".npz"))["endmembers"].astype(np.float64)
+            reference = ImagePixels.of(Y, E.shape[1], seed)
+            worst = max(rec["sad_rad"])
+            print(line(f"{name} seed {seed} (mean SAD {rec['mean_sad_rad']:.4f}, worst material {worst:.3f} rad)",
+                       reference, E, bench.endmembers), flush=True)
+
+
+def read_csv(path: Path):
+    rows = list(csv.reader(path.open()))
+    values = np.array([[float(v) for v in row] for row in rows[1:]])
+    return values[:, 0], values[:, 1:]
+
+
+def one_output(folder: Path, image: Path) -> None:
+    from osgeo import gdal
+
+    record = json.loads(next(folder.glob("*_abundances.json")).read_text())
+    wavelengths, E = read_csv(next(folder.glob("*_endmembers.csv")))
+    ds = gdal.Open(str(image))
+    band_wl = np.array([float(re.search(r"\(([\d.]+)", ds.GetRasterBand(i + 1).GetDescription()).group(1))
+                        for i in range(ds.RasterCount)])
+    bands = [int(np.argmin(np.abs(band_wl - w))) for w in wavelengths]
+    pixels = []
+    for r0, c0, rows, cols in record["scalable"]["training_windows"]:
+        block = ds.ReadAsArray(c0, r0, cols, rows).astype(np.float64)[bands]
+        nodata = ds.GetRasterBand(1).GetNoDataValue()
+        block = block.reshape(len(bands), -1)
+        pixels.append(block if nodata is None else block[:, (block != nodata).all(axis=0)])
+    Y = np.concatenate(pixels, axis=1)
+    reference = ImagePixels.of(Y, E.shape[1], record["seed"])
+    print(line(f"{folder.name} (training windows)", reference, E))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--scenes", default="", help="comma-separated scene names (default: all)")
+    ap.add_argument("--seeds", default="1,2,3,4,5")
+    ap.add_argument("--run", default="", help="an output folder of the scalable path (with --image)")
+    ap.add_argument("--image", default="", help="the raster that run unmixed")
+    args = ap.parse_args()
+    print(f"the judge calls a material left out above {TAIL_RATIO:g} times the pixels' {TAIL}th percentile")
+    if args.run:
+        one_output(Path(args.run), Path(args.image))
+        return
+    names = [s for s in args.scenes.split(",") if s] or scenes.ALL_NAMES
+    cached_runs([n for n in names if not scenes.available(n)], [int(s) for s in args.seeds.split(",") if s])
+
+
+if __name__ == "__main__":
+    main()
