@@ -16,8 +16,8 @@ pixels *worse* than the image's own extreme pixels do (:meth:`SimplexCheck.poore
 for a fresh start, and when a network's endmembers still fall short, the pixels are taken
 (``at_least_pixels``; docs/METHOD.md, "Stuck training and restarts"). Worse means either of:
 
-* a larger mean reconstruction angle;
-* a material left out: the pixels least well explained are much farther from the endmembers' cone
+* a larger mean reconstruction angle (the pixels are then the endmembers);
+* a material left out (the pixels then fill in what was left out, :meth:`ImagePixels.fill_in`): the pixels least well explained are much farther from the endmembers' cone
   than from the pixels' cone (the ``TAIL`` percentile of the residual norms ``||y - E c||`` of the
   non-negative fits, more than ``TAIL_RATIO`` times the pixels'). The mean angle misses this where
   noise sets it: dark pixels (water) have the largest angles whatever the endmembers, while a bright
@@ -55,6 +55,7 @@ class SimplexCheck:
     reason: str = ""
     network_tail: float = float("nan")
     pixel_tail: float = float("nan")
+    swapped: Tuple[Tuple[int, int], ...] = ()    # "material left out": (network column, pixel column) swaps
 
     def note(self) -> str:
         if not np.isfinite(self.pixel_angle):
@@ -71,6 +72,10 @@ class SimplexCheck:
         if self.reason == "better fit":
             return (f"the network's endmembers explain the image worse than its own extreme pixels do, so those "
                     f"pixels are the endmembers: {angles}")
+        if self.reason == "material left out":
+            swaps = ", ".join(f"endmember {i + 1} by pixel {j + 1}" for i, j in self.swapped)
+            return (f"the network's endmembers leave part of the image unexplained, so the image's own extreme "
+                    f"pixels fill in what they left out ({swaps}): {angles}")
         return f"endmembers from the network: {angles}"
 
     def poorer_fit(self) -> Optional[str]:
@@ -83,8 +88,10 @@ class SimplexCheck:
                                  self.picker)
 
     def to_dict(self) -> dict:
-        return {"endmembers_from": f"image pixels ({self.picker})" if self.use_pixels else "network",
-                "reason": self.reason, "pixels_picked_by": self.picker,
+        source = "network"
+        if self.use_pixels:
+            source = f"image pixels ({self.picker})" if not self.swapped else f"network and image pixels ({self.picker})"
+        return {"endmembers_from": source, "reason": self.reason, "swapped": [list(pair) for pair in self.swapped], "pixels_picked_by": self.picker,
                 "network_angle_rad": self.network_angle, "pixel_angle_rad": self.pixel_angle,
                 "threshold_ratio": self.ratio, f"network_residual_p{TAIL}": self.network_tail,
                 f"pixel_residual_p{TAIL}": self.pixel_tail}
@@ -164,6 +171,31 @@ class ImagePixels:
         """The sample's :func:`fit_measures` on ``endmembers``."""
         return fit_measures(self.sample, np.asarray(endmembers, dtype=np.float64))
 
+    def fill_in(self, endmembers: np.ndarray) -> Tuple[np.ndarray, Tuple[Tuple[int, int], ...]]:
+        """``endmembers`` (L x P) with the pixels swapped in for what they left out: while their tail of
+        residuals is above ``TAIL_RATIO`` times the pixels', the one swap (an endmember replaced by one
+        of the pixels, each at most once) that lowers it most, as long as one lowers it. The endmembers
+        the swaps do not touch stay the network's (a dark material's pixel is far noisier than what the
+        network learned for it). Returns the endmembers and the swaps (endmember column, pixel column)."""
+        E = np.array(endmembers, dtype=np.float64)
+        tail = self.fit(E)[1]
+        swaps = []
+        while tail > TAIL_RATIO * self.tail:
+            best = None
+            for i in set(range(E.shape[1])) - {i for i, _ in swaps}:
+                for j in set(range(self.endmembers.shape[1])) - {j for _, j in swaps}:
+                    trial = E.copy()
+                    trial[:, i] = self.endmembers[:, j]
+                    trial_tail = self.fit(trial)[1]
+                    if best is None or trial_tail < best[0]:
+                        best = (trial_tail, i, j)
+            if best is None or best[0] >= tail:
+                break
+            tail, i, j = best
+            E[:, i] = self.endmembers[:, j]
+            swaps.append((i, j))
+        return E, tuple(swaps)
+
 
 def check_pixel_simplex(reference: ImagePixels, network_endmembers: np.ndarray, ratio: float,
                         at_least_pixels: bool = False) -> SimplexCheck:
@@ -175,12 +207,13 @@ def check_pixel_simplex(reference: ImagePixels, network_endmembers: np.ndarray, 
     network_angle, network_tail = reference.fit(E)
     if reference.pixels is None:
         return SimplexCheck(E, False, network_angle, float("nan"), ratio, network_tail=network_tail)
-    reason = ""
+    reason, chosen, swapped = "", E, ()
     if reference.angle < ratio * network_angle:
-        reason = "exact simplex"
-    elif at_least_pixels and worse_than_pixels(network_angle, reference.angle, network_tail, reference.tail,
-                                               reference.picker):
-        reason = "better fit"
-    use = bool(reason)
-    return SimplexCheck(reference.endmembers if use else E, use, network_angle, reference.angle, ratio,
-                        reference.picker, reason, network_tail, reference.tail)
+        reason, chosen = "exact simplex", reference.endmembers
+    elif at_least_pixels and network_angle > reference.angle:
+        reason, chosen = "better fit", reference.endmembers
+    elif at_least_pixels and network_tail > TAIL_RATIO * reference.tail:
+        chosen, swapped = reference.fill_in(E)
+        reason = "material left out" if swapped else ""
+    return SimplexCheck(chosen, bool(reason), network_angle, reference.angle, ratio, reference.picker, reason,
+                        network_tail, reference.tail, swapped)
