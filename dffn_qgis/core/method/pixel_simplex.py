@@ -17,9 +17,10 @@ for a fresh start, and when a network's endmembers still fall short, the pixels 
 (``at_least_pixels``; docs/METHOD.md, "Stuck training and restarts"). Worse means either of:
 
 * a larger mean reconstruction angle (the pixels are then the endmembers);
-* a material left out (the pixels then fill in what was left out, :meth:`ImagePixels.fill_in`): the pixels least well explained are much farther from the endmembers' cone
-  than from the pixels' cone (the ``TAIL`` percentile of the residual norms ``||y - E c||`` of the
-  non-negative fits, more than ``TAIL_RATIO`` times the pixels'). The mean angle misses this where
+* a material left out (the pixels then fill in what was left out, :meth:`ImagePixels.fill_in`): the
+  pixels least well explained are much farther from the endmembers' cone than from the pixels' cone
+  (the ``TAIL`` percentile of the residual norms ``||y - E c||`` of the non-negative fits, more than
+  ``TAIL_RATIO`` times the pixels'). The mean angle misses this where
   noise sets it: dark pixels (water) have the largest angles whatever the endmembers, while a bright
   material left out leaves its pixels' residuals several times the noise (docs/BENCHMARKS.md,
   "2026-12-08").
@@ -65,8 +66,8 @@ class SimplexCheck:
                   f"rad, of the network's endmembers {self.network_angle:.3g} rad (ratio {share}, threshold "
                   f"{self.ratio:g})")
         if np.isfinite(self.network_tail) and self.pixel_tail > 0:
-            angles += (f"; residual norm of the worst {100 - TAIL} % of the pixels {self.network_tail / self.pixel_tail:.3g} "
-                       f"times the pixels' (limit {TAIL_RATIO:g})")
+            angles += (f"; residual norm of the worst {100 - TAIL} % of the pixels "
+                       f"{self.network_tail / self.pixel_tail:.3g} times the pixels' (limit {TAIL_RATIO:g})")
         if self.reason == "exact simplex":
             return f"the image's own pixels span it exactly, so they are the endmembers: {angles}"
         if self.reason == "better fit":
@@ -84,32 +85,36 @@ class SimplexCheck:
         explain it at least as well, or there are no pixels to compare with."""
         if self.reason == "exact simplex":
             return None
-        return worse_than_pixels(self.network_angle, self.pixel_angle, self.network_tail, self.pixel_tail,
-                                 self.picker)
+        kind = shortfall(self.network_angle, self.pixel_angle, self.network_tail, self.pixel_tail)
+        if kind == "angle":
+            return (f"the endmembers explain the image worse than its own extreme pixels ({self.picker}) do: mean "
+                    f"reconstruction angle {self.network_angle:.3g} rad against {self.pixel_angle:.3g} rad")
+        if kind == "tail":
+            return (f"the endmembers leave part of the image unexplained (a material left out?): {100 - TAIL} % "
+                    f"of the pixels lie at least {self.network_tail / self.pixel_tail:.3g} times farther from "
+                    f"their fits than from their fits on the image's own extreme pixels ({self.picker})")
+        return None
 
     def to_dict(self) -> dict:
         source = "network"
         if self.use_pixels:
-            source = f"image pixels ({self.picker})" if not self.swapped else f"network and image pixels ({self.picker})"
-        return {"endmembers_from": source, "reason": self.reason, "swapped": [list(pair) for pair in self.swapped], "pixels_picked_by": self.picker,
+            source = f"{'network and ' if self.swapped else ''}image pixels ({self.picker})"
+        return {"endmembers_from": source, "reason": self.reason, "swapped": [list(pair) for pair in self.swapped],
+                "pixels_picked_by": self.picker,
                 "network_angle_rad": self.network_angle, "pixel_angle_rad": self.pixel_angle,
                 "threshold_ratio": self.ratio, f"network_residual_p{TAIL}": self.network_tail,
                 f"pixel_residual_p{TAIL}": self.pixel_tail}
 
 
-def worse_than_pixels(network_angle: float, pixel_angle: float, network_tail: float, pixel_tail: float,
-                      picker: str) -> Optional[str]:
-    """Why endmembers with these fit measures explain the image worse than its extreme pixels (picked by
-    ``picker``) with theirs: a larger mean angle, or a tail of residuals above ``TAIL_RATIO`` times the
-    pixels' (a material left out); None when neither (or the pixels' measures are unknown)."""
+def shortfall(network_angle: float, pixel_angle: float, network_tail: float, pixel_tail: float) -> str:
+    """How endmembers with these fit measures explain the image worse than its extreme pixels with theirs:
+    "angle" (a larger mean angle), "tail" (residuals whose ``TAIL`` percentile is above ``TAIL_RATIO``
+    times the pixels': a material left out) or "" (neither, or the pixels' measures are unknown)."""
     if network_angle > pixel_angle:
-        return (f"the endmembers explain the image worse than its own extreme pixels ({picker}) do: mean "
-                f"reconstruction angle {network_angle:.3g} rad against {pixel_angle:.3g} rad")
+        return "angle"
     if network_tail > TAIL_RATIO * pixel_tail:
-        return (f"the endmembers leave part of the image unexplained (a material left out?): {100 - TAIL} % of "
-                f"the pixels lie at least {network_tail / pixel_tail:.3g} times farther from their fits than "
-                f"from their fits on the image's own extreme pixels ({picker})")
-    return None
+        return "tail"
+    return ""
 
 
 def fit_measures(Y: np.ndarray, E: np.ndarray) -> Tuple[float, float]:
@@ -201,18 +206,19 @@ def check_pixel_simplex(reference: ImagePixels, network_endmembers: np.ndarray, 
                         at_least_pixels: bool = False) -> SimplexCheck:
     """Choose between the network's endmembers (L x P) and the image's extreme pixels (``reference``,
     :meth:`ImagePixels.of`): the pixels when their mean fit angle is below ``ratio`` times the network's
-    (an exact simplex), or, with ``at_least_pixels``, when they explain the image better
-    (:func:`worse_than_pixels`)."""
+    (an exact simplex), or, with ``at_least_pixels``, when the network's explain it worse (:func:`shortfall`):
+    on average, the pixels; in the tail, the network's with the pixels filled in (:meth:`ImagePixels.fill_in`)."""
     E = np.asarray(network_endmembers, dtype=np.float64)
     network_angle, network_tail = reference.fit(E)
     if reference.pixels is None:
         return SimplexCheck(E, False, network_angle, float("nan"), ratio, network_tail=network_tail)
     reason, chosen, swapped = "", E, ()
+    kind = shortfall(network_angle, reference.angle, network_tail, reference.tail) if at_least_pixels else ""
     if reference.angle < ratio * network_angle:
         reason, chosen = "exact simplex", reference.endmembers
-    elif at_least_pixels and network_angle > reference.angle:
+    elif kind == "angle":
         reason, chosen = "better fit", reference.endmembers
-    elif at_least_pixels and network_tail > TAIL_RATIO * reference.tail:
+    elif kind == "tail":
         chosen, swapped = reference.fill_in(E)
         reason = "material left out" if swapped else ""
     return SimplexCheck(chosen, bool(reason), network_angle, reference.angle, ratio, reference.picker, reason,

@@ -6,7 +6,7 @@ from dffn_qgis.core.eval import synthetic
 from dffn_qgis.core.eval.metrics import sad_matrix
 from dffn_qgis.core.io.scene import Scene
 from dffn_qgis.core.method.pixel_simplex import (TAIL_RATIO, ImagePixels, SimplexCheck, check_pixel_simplex,
-                                                 mean_fit_angle, worse_than_pixels)
+                                                 mean_fit_angle, shortfall)
 from dffn_qgis.core.run.config import params_for
 from dffn_qgis.core.run.pipeline import unmix_scene
 
@@ -186,13 +186,17 @@ def test_the_pixels_taken_are_their_denoised_spectra():
 
 
 def test_either_measure_makes_a_poorer_fit():
-    assert worse_than_pixels(0.10, 0.11, 1.0, 1.0, "VCA") is None                 # better on both
-    assert "mean reconstruction angle" in worse_than_pixels(0.12, 0.11, 1.0, 1.0, "VCA")
-    left_out = worse_than_pixels(0.09, 0.11, 3.0, 1.0, "N-FINDR")               # better angle, a heavy tail
-    assert left_out is not None and "unexplained" in left_out and "3 times" in left_out and "N-FINDR" in left_out
-    assert worse_than_pixels(0.09, 0.11, 1.9, 1.0, "VCA") is None
-    assert worse_than_pixels(0.09, float("nan"), 3.0, float("nan"), "VCA") is None  # nothing to compare with
-
+    def check(network_angle, pixel_angle, network_tail, pixel_tail):
+        return SimplexCheck(np.eye(3), False, network_angle, pixel_angle, 0.25, "N-FINDR", "", network_tail,
+                            pixel_tail)
+    assert shortfall(0.10, 0.11, 1.0, 1.0) == "" and check(0.10, 0.11, 1.0, 1.0).poorer_fit() is None
+    assert shortfall(0.12, 0.11, 1.0, 1.0) == "angle"
+    assert "mean reconstruction angle 0.12 rad" in check(0.12, 0.11, 1.0, 1.0).poorer_fit()
+    assert shortfall(0.09, 0.11, 3.0, 1.0) == "tail"                          # better angle, a heavy tail
+    left_out = check(0.09, 0.11, 3.0, 1.0).poorer_fit()
+    assert "unexplained" in left_out and "3 times" in left_out and "N-FINDR" in left_out
+    assert shortfall(0.09, 0.11, 1.9, 1.0) == ""
+    assert shortfall(0.09, float("nan"), 3.0, float("nan")) == ""           # nothing to compare with
 
 def test_too_few_distinct_pixels_judge_nothing():
     Y = np.random.default_rng(0).random((20, 2))                           # two pixels, three endmembers
