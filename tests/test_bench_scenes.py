@@ -69,6 +69,17 @@ def test_the_verdict_counts_rounding_as_a_tie_and_a_real_loss_as_a_miss():
     assert b.verdict(worse, exact) == "misses: median SAD > VCA + FCLS"
 
 
+def test_the_bar_is_vca_and_the_paper_preset_and_other_methods_are_said_beside_it():
+    b = _bench_script()
+    mine = {"sad": 0.05, "rmse": 0.10, "sad_worst": 0.06, "rmse_worst": 0.11}
+    others = {"VCA + FCLS": {"sad": 0.07, "rmse": 0.12}, "N-FINDR + FCLS": {"sad": 0.04, "rmse": 0.2},
+              "DFFN paper": {"sad": 0.06, "rmse": 0.09}}
+    assert b.verdict(mine, others) == ("misses: median RMSE > DFFN paper; beside the bar: median SAD > "
+                                       "N-FINDR + FCLS")
+    assert b.verdict(mine, {k: others[k] for k in ("VCA + FCLS", "N-FINDR + FCLS")}) == (
+        "meets the bar; beside the bar: median SAD > N-FINDR + FCLS")
+
+
 def test_the_pixel_check_line_says_how_often_the_pixels_were_taken():
     b = _bench_script()
     runs = [{"pixel_simplex": {"endmembers_from": f, "network_angle_rad": 0.01, "pixel_angle_rad": p,
@@ -77,3 +88,5 @@ def test_the_pixel_check_line_says_how_often_the_pixels_were_taken():
     assert line == ("- dc1: ratio 1e-07-1.2 (threshold 0.25); the image's pixels taken in 1 of 2 runs "
                     "(image pixels (VCA))")
     assert b.simplex_line("x", {"simplex": []}) == ""
+    tails = [dict(r["pixel_simplex"], network_residual_p95=t, pixel_residual_p95=0.1) for r, t in zip(runs, (0.1, 0.3))]
+    assert "network's over the pixels': 1-3 (limit 2);" in b.simplex_line("dc1", {"simplex": tails})
