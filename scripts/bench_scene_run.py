@@ -70,6 +70,7 @@ def main():
         E, A = result.endmembers, result.abundances[:, scene.valid]
         extra = {"epochs_run": result.record["epochs_run"], "final_loss": result.loss,
                  "restarts": result.record["restarts"], "restart_reasons": result.record["restart_reasons"],
+                 "restart_notes": result.record["restart_notes"],
                  "precision": result.record["precision"],
                  "timings": result.record["timings"], "pixel_simplex": result.record.get("pixel_simplex")}
     seconds = time.perf_counter() - t0

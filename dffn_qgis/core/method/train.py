@@ -36,6 +36,7 @@ class TrainOutcome:
     stopped_early: bool = False
     restarts: int = 0               # fresh starts after a run got stuck (docs/METHOD.md)
     restart_reasons: List[str] = field(default_factory=list)   # "stalled" or "poor fit", per restart
+    restart_notes: List[str] = field(default_factory=list)     # why, in words (the log's line), per restart
     spikes_limited: int = 0         # epochs of the kept run whose gradient the spike limit scaled down
     input_components: dict = field(default_factory=dict)   # what the first convolution worked on
     model: Optional[DFFN] = None    # the kept state, in eval mode (for tiled inference)
@@ -249,6 +250,7 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
 
     given_up: List[_Run] = []      # runs that got stuck, replaced by a fresh start
     reasons: List[str] = []        # why each was given up
+    notes: List[str] = []          # the same in words
 
     def give_up(run: _Run, reason: str, why: str) -> _Run:
         nonlocal planned
@@ -257,6 +259,7 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
         run.optimizer = run.scheduler = None
         given_up.append(run)
         reasons.append(reason)
+        notes.append(why)
         planned += params.epochs
         return _Run(params, Yt.shape[0], n_pixels, device, projection)
 
@@ -334,6 +337,7 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
         start_losses=start_losses, chosen_start=chosen, device=str(device), device_reason=device_reason,
         precision=str(autocast_dtype).replace("torch.", ""), precision_reason=precision_reason,
         stopped_early=stopped_early, restarts=len(given_up), restart_reasons=reasons,
+        restart_notes=notes,
         spikes_limited=run.spikes_limited, input_components=input_components, model=run.model)
 
 

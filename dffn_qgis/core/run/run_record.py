@@ -53,6 +53,7 @@ def run_record(scene: Scene, params: DFFNParams, outcome, sums: dict, mean_angle
         "stopped_early": outcome.stopped_early,
         "restarts": outcome.restarts,
         "restart_reasons": outcome.restart_reasons,
+        "restart_notes": outcome.restart_notes,
         "spikes_limited": outcome.spikes_limited,
         "input_components": outcome.input_components,
         "start_losses": outcome.start_losses,

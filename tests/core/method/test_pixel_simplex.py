@@ -222,6 +222,7 @@ def test_a_run_whose_endmembers_fit_worse_than_the_pixels_is_restarted(monkeypat
     result = unmix_scene(scene, params, Monitor(info=messages.append))
     assert calls == [(s.cube.shape[0], 4)] * 2
     assert result.record["restarts"] == 1 and result.record["restart_reasons"] == ["poor fit"]
+    assert result.record["restart_notes"] == ["scripted poor fit"]
     assert result.record["epochs_run"] == 8
     assert any("scripted poor fit: starting again from a new initialisation" in m for m in messages)
     none = unmix_scene(scene, params_for("fast", n_endmembers=4, epochs=4, patience=0, device="cpu", threads=1,
