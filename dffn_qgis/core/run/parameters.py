@@ -134,8 +134,9 @@ SCHEMA: Tuple[Parameter, ...] = (
               "stop once the loss has not improved for this many epochs (0: never stop early)", 0, 10 ** 7),
     Parameter("restarts", int, "Restarts when stuck",
               "fresh starts allowed when training gets stuck (the loss stops improving in the first half of "
-              "the epochs, or the endmembers explain the image worse than its own extreme pixels do: at "
-              "most one such restart, and if they still do, the pixels are the endmembers); the run with the "
+              "the epochs, or the endmembers explain the image worse than its own extreme pixels do, on "
+              "average or for a part of it a material left out would leave: at most one such restart, and if "
+              "they still do, the pixels are the endmembers, or fill in what was left out); the run with the "
               "lowest loss is kept", 0, 100),
     Parameter("min_delta", float, "Minimum relative improvement",
               "relative loss improvement that counts as one for the patience rule", 0.0, 1.0),
