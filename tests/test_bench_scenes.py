@@ -50,11 +50,11 @@ def test_a_generated_scene_follows_its_spec():
     assert 27 < snr < 33
 
 
-def _bench_script():
+def _bench_script(name="bench_scenes"):
     import importlib.util
     from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "scripts" / "bench_scenes.py"
-    spec = importlib.util.spec_from_file_location("bench_scenes_script", path)
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_script", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -90,3 +90,18 @@ def test_the_pixel_check_line_says_how_often_the_pixels_were_taken():
     assert b.simplex_line("x", {"simplex": []}) == ""
     tails = [dict(r["pixel_simplex"], network_residual_p95=t, pixel_residual_p95=0.1) for r, t in zip(runs, (0.1, 0.3))]
     assert "network's over the pixels': 1-3 (limit 2);" in b.simplex_line("dc1", {"simplex": tails})
+
+
+def test_the_residual_tails_script_reads_what_the_judge_reads():
+    from dffn_qgis.core.eval import synthetic
+    from dffn_qgis.core.method.pixel_simplex import TAIL_RATIO, ImagePixels
+    tails = _bench_script("residual_tails")
+    s = synthetic.make_scene(40, 40, 60, 4, seed=3, snr_db=30, pure_pixels=True)
+    reference = ImagePixels.of(s.cube.reshape(60, -1).astype(np.float64), 4, seed=1)
+    missed = s.endmembers.copy()
+    missed[:, 0] = missed[:, 1]                                          # a material left out
+    percentiles = tails.tails(reference, missed)
+    assert tails.PERCENTILES[2] == 95 and percentiles[2] == pytest.approx(reference.fit(missed)[1])
+    assert percentiles[2] > TAIL_RATIO * tails.tails(reference, reference.pixels)[2]
+    text = tails.line("scene", reference, missed, s.endmembers)
+    assert text.startswith("scene: pixels by ") and "the truth's" in text
