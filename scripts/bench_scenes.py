@@ -13,6 +13,7 @@ scenes, 1 seed, no paper preset) in a few minutes; ``--fresh`` repeats cached ru
 import argparse
 import hashlib
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -24,11 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-import numpy as np  # noqa: E402
-
 from bench import _cores, _cpu_name, _torch_version, publish  # noqa: E402
 from benchmarks import scenes  # noqa: E402
-from dffn_qgis.core.method.pixel_simplex import TAIL_RATIO  # noqa: E402
+from dffn_qgis.core.method.pixel_simplex import TAIL, TAIL_RATIO  # noqa: E402
 from dffn_qgis.core.run.config import DEFAULT_PRESET, params_for  # noqa: E402
 
 RUNS = ROOT / ".bench" / "scenes-runs"
@@ -95,8 +94,9 @@ def simplex_line(scene, s) -> str:
     taken = [c for c in checks if c["endmembers_from"] != "network"]
     spread = f"{min(ratios):.3g}-{max(ratios):.3g}" if len(ratios) > 1 else f"{ratios[0]:.3g}" if ratios else "n/a"
     why = sorted({f"{c['endmembers_from']}, {c['reason']}" if c.get("reason") else c["endmembers_from"] for c in taken})
-    tails = [c["network_residual_p95"] / c["pixel_residual_p95"] for c in checks
-             if c.get("pixel_residual_p95", 0) > 0 and np.isfinite(c.get("network_residual_p95", np.nan))]
+    network, pixels = f"network_residual_p{TAIL}", f"pixel_residual_p{TAIL}"      # the judge's record keys
+    tails = [c[network] / c[pixels] for c in checks
+             if c.get(pixels, 0) > 0 and math.isfinite(c.get(network, math.nan))]
     tail = (f"; residuals' 95th percentile, network's over the pixels': {min(tails):.3g}-{max(tails):.3g} "
             f"(limit {TAIL_RATIO:g})" if tails else "")
     return (f"- {scene}: ratio {spread} (threshold {checks[0]['threshold_ratio']:g}){tail}; the image's pixels "

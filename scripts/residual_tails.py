@@ -28,24 +28,22 @@ import numpy as np  # noqa: E402
 
 from bench_scenes import RUNS, method_key  # noqa: E402
 from benchmarks import scenes  # noqa: E402
-from dffn_qgis.core.method.abundance_lsq import nnls  # noqa: E402
-from dffn_qgis.core.method.pixel_simplex import TAIL, TAIL_RATIO, ImagePixels  # noqa: E402
+from dffn_qgis.core.method.pixel_simplex import TAIL, TAIL_RATIO, ImagePixels, fit_residuals  # noqa: E402
 from dffn_qgis.core.run.config import DEFAULT_PRESET  # noqa: E402
 
 PERCENTILES = (50, 90, TAIL, 99)
 
 
 def tails(reference: ImagePixels, E: np.ndarray) -> np.ndarray:
-    residual = np.linalg.norm(reference.sample - E @ nnls(reference.sample, E), axis=0)
-    return np.percentile(residual, PERCENTILES)
+    return np.percentile(fit_residuals(reference.sample, E)[1], PERCENTILES)
 
 
 def line(label: str, reference: ImagePixels, E: np.ndarray, truth=None) -> str:
     pixels = tails(reference, reference.pixels)
-    angle = reference.fit(E)[0]
-    text = (f"{label}: pixels by {reference.picker}; mean angle {angle:.4f} against the pixels' {reference.angle:.4f} "
-            f"rad; residual percentiles {'/'.join(str(p) for p in PERCENTILES)} as the pixels' "
-            f"{' / '.join(f'{v:.2f}' for v in tails(reference, E) / pixels)}")
+    angles, residuals = fit_residuals(reference.sample, E)
+    text = (f"{label}: pixels by {reference.picker}; mean angle {angles.mean():.4f} against the pixels' "
+            f"{reference.angle:.4f} rad; residual percentiles {'/'.join(str(p) for p in PERCENTILES)} as the "
+            f"pixels' {' / '.join(f'{v:.2f}' for v in np.percentile(residuals, PERCENTILES) / pixels)}")
     if truth is not None:
         text += f"; the truth's {' / '.join(f'{v:.2f}' for v in tails(reference, truth) / pixels)}"
     return text

@@ -117,16 +117,17 @@ def shortfall(network_angle: float, pixel_angle: float, network_tail: float, pix
     return ""
 
 
-def fit_measures(Y: np.ndarray, E: np.ndarray) -> Tuple[float, float]:
-    """The mean angle (rad) between the pixels ``Y`` (L x n) and their non-negative fits on ``E`` (L x P),
-    and the ``TAIL`` percentile of the fits' residual norms."""
+def fit_residuals(Y: np.ndarray, E: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Per pixel of ``Y`` (L x n): the angle (rad) to its non-negative fit on ``E`` (L x P) and the
+    fit's residual norm ``||y - E c||``."""
     fit = E @ nnls(Y, E)
-    return float(np.mean(fit_angles(Y, fit))), float(np.percentile(np.linalg.norm(Y - fit, axis=0), TAIL))
+    return fit_angles(Y, fit), np.linalg.norm(Y - fit, axis=0)
 
 
-def mean_fit_angle(Y: np.ndarray, E: np.ndarray) -> float:
-    """Mean angle (rad) between the pixels ``Y`` (L x n) and their non-negative fits on ``E`` (L x P)."""
-    return fit_measures(Y, E)[0]
+def fit_measures(Y: np.ndarray, E: np.ndarray) -> Tuple[float, float]:
+    """The mean of :func:`fit_residuals`' angles (rad) and the ``TAIL`` percentile of its residual norms."""
+    angles, residuals = fit_residuals(Y, E)
+    return float(np.mean(angles)), float(np.percentile(residuals, TAIL))
 
 
 @dataclass

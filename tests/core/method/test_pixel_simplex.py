@@ -6,7 +6,7 @@ from dffn_qgis.core.eval import synthetic
 from dffn_qgis.core.eval.metrics import sad_matrix
 from dffn_qgis.core.io.scene import Scene
 from dffn_qgis.core.method.pixel_simplex import (TAIL_RATIO, ImagePixels, SimplexCheck, check_pixel_simplex,
-                                                 mean_fit_angle, shortfall)
+                                                 fit_measures, shortfall)
 from dffn_qgis.core.run.config import params_for
 from dffn_qgis.core.run.pipeline import unmix_scene
 
@@ -42,10 +42,10 @@ def test_noisy_pixels_leave_the_network_endmembers(snr_db):
     assert "from the network" in check.note()
 
 
-def test_mean_fit_angle_is_zero_on_the_simplex_and_grows_off_it():
+def test_the_mean_fit_angle_is_zero_on_the_simplex_and_grows_off_it():
     s, Y = pixels(snr_db=None)
-    assert mean_fit_angle(Y, s.endmembers) < 1e-5
-    assert mean_fit_angle(Y, s.endmembers[:, :3]) > 1e-3
+    assert fit_measures(Y, s.endmembers)[0] < 1e-5
+    assert fit_measures(Y, s.endmembers[:, :3])[0] > 1e-3
 
 
 def test_the_run_takes_the_pixels_and_records_why():
