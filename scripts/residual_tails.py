@@ -1,6 +1,6 @@
 """The judge's two measures on cached runs: would a material left out have been seen?
 
-    python scripts/residual_tails.py [--scenes samson,G10-enmap-5] [--seeds 1,2,3]
+    python scripts/residual_tails.py [--scenes samson,G10-enmap-5] [--seeds 1,2,3] [--denoised]
     python scripts/residual_tails.py --run .bench/mosaic/out/scene1000-base-1 --image .bench/scale/scene1000.tif
 
 For every cached run of the default preset on the development scenes (``.bench/scenes-runs/``, written
@@ -12,6 +12,14 @@ how far endmembers that are right can lie from the pixels on the same scene. Wit
 ``--image``, the same for one output folder of ``python -m dffn_qgis unmix`` on the scalable path,
 judged on its training windows as the run was. The endmembers saved are brightness-scaled; the fits
 absorb any scale, so the measures are the run's own.
+
+Each cached run's line also gives its final training loss and the smallest *vertex margin* of its
+endmembers over that of the pixels: an endmember's margin is its angle to its non-negative fit on the
+other endmembers (near zero for a duplicate or for an endmember inside the others' cone). With
+``--denoised`` every measure is taken on the image projected on its signal subspace (what the default's
+training sees, ``method/signal_subspace.py``), the extreme pixels picked there: the noise floor
+is then far lower than in the pixels as read. docs/BENCHMARKS.md ("2026-12-08, morning") has what
+these measures tell apart and what they do not.
 """
 import argparse
 import csv
@@ -28,7 +36,9 @@ import numpy as np  # noqa: E402
 
 from bench_scenes import RUNS, method_key  # noqa: E402
 from benchmarks import scenes  # noqa: E402
+from dffn_qgis.core.method.abundance_lsq import fit_angles, nnls  # noqa: E402
 from dffn_qgis.core.method.pixel_simplex import TAIL, TAIL_RATIO, ImagePixels, fit_residuals  # noqa: E402
+from dffn_qgis.core.method.signal_subspace import signal_subspace  # noqa: E402
 from dffn_qgis.core.run.config import DEFAULT_PRESET  # noqa: E402
 
 PERCENTILES = (50, 90, TAIL, 99)
@@ -36,6 +46,16 @@ PERCENTILES = (50, 90, TAIL, 99)
 
 def tails(reference: ImagePixels, E: np.ndarray) -> np.ndarray:
     return np.percentile(fit_residuals(reference.sample, E)[1], PERCENTILES)
+
+
+def vertex_margins(E: np.ndarray) -> np.ndarray:
+    """Per endmember (column of ``E``, L x P): the angle (rad) to its non-negative fit on the others."""
+    E = np.asarray(E, dtype=np.float64)
+    margins = []
+    for i in range(E.shape[1]):
+        others = np.delete(E, i, axis=1)
+        margins.append(fit_angles(E[:, [i]], others @ nnls(E[:, [i]], others))[0])
+    return np.array(margins)
 
 
 def line(label: str, reference: ImagePixels, E: np.ndarray, truth=None) -> str:
@@ -49,7 +69,7 @@ def line(label: str, reference: ImagePixels, E: np.ndarray, truth=None) -> str:
     return text
 
 
-def cached_runs(names, seeds) -> None:
+def cached_runs(names, seeds, denoised: bool = False) -> None:
     key = method_key("dffn", DEFAULT_PRESET, {})
     for name in names:
         bench = None
@@ -57,14 +77,19 @@ def cached_runs(names, seeds) -> None:
             path = RUNS / f"{name}--{key}--seed{seed}.json"
             if not path.exists() or not path.with_suffix(".npz").exists():
                 continue
-            bench = bench or scenes.load(name)
-            Y = bench.scene.data[:, bench.scene.valid].astype(np.float64)
+            if bench is None:
+                bench = scenes.load(name)
+                Y = bench.scene.data[:, bench.scene.valid].astype(np.float64)
+                subspace = signal_subspace(Y, bench.endmembers.shape[1]) if denoised else None
+                Y = Y if subspace is None else subspace.project(Y)
             rec = json.loads(path.read_text())
             E = np.load(path.with_suffix(".npz"))["endmembers"].astype(np.float64)
             reference = ImagePixels.of(Y, E.shape[1], seed)
             worst = max(rec["sad_rad"])
-            print(line(f"{name} seed {seed} (mean SAD {rec['mean_sad_rad']:.4f}, worst material {worst:.3f} rad)",
-                       reference, E, bench.endmembers), flush=True)
+            margin = vertex_margins(E).min() / vertex_margins(reference.pixels).min()
+            print(line(f"{name} seed {seed} (mean SAD {rec['mean_sad_rad']:.4f}, worst material {worst:.3f} rad, "
+                       f"final loss {rec['final_loss']:.4f})", reference, E, bench.endmembers)
+                  + f"; smallest vertex margin {margin:.2f} times the pixels'", flush=True)
 
 
 def read_csv(path: Path):
@@ -99,13 +124,16 @@ def main() -> None:
     ap.add_argument("--seeds", default="1,2,3,4,5")
     ap.add_argument("--run", default="", help="an output folder of the scalable path (with --image)")
     ap.add_argument("--image", default="", help="the raster that run unmixed")
+    ap.add_argument("--denoised", action="store_true",
+                    help="measure on the image projected on its signal subspace (what the training sees)")
     args = ap.parse_args()
     print(f"the judge calls a material left out above {TAIL_RATIO:g} times the pixels' {TAIL}th percentile")
     if args.run:
         one_output(Path(args.run), Path(args.image))
         return
     names = [s for s in args.scenes.split(",") if s] or scenes.ALL_NAMES
-    cached_runs([n for n in names if not scenes.available(n)], [int(s) for s in args.seeds.split(",") if s])
+    cached_runs([n for n in names if not scenes.available(n)], [int(s) for s in args.seeds.split(",") if s],
+                args.denoised)
 
 
 if __name__ == "__main__":
