@@ -105,3 +105,12 @@ def test_the_residual_tails_script_reads_what_the_judge_reads():
     assert percentiles[2] > TAIL_RATIO * tails.tails(reference, reference.pixels)[2]
     text = tails.line("scene", reference, missed, s.endmembers)
     assert text.startswith("scene: pixels by ") and "the truth's" in text
+
+
+def test_vertex_margins_see_a_duplicate_endmember():
+    tails = _bench_script("residual_tails")
+    E = np.abs(np.random.default_rng(0).normal(size=(30, 4))) + 0.1
+    assert (tails.vertex_margins(E) > 0.05).all()
+    E[:, 3] = 0.5 * E[:, 0] + 0.5 * E[:, 1]                 # inside the others' cone
+    margins = tails.vertex_margins(E)
+    assert margins[3] < 1e-6 and margins[2] > 0.05
