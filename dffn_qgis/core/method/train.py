@@ -302,7 +302,8 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
                      else f"training on with start {chosen + 1} (lowest loss)")
     run = finish(run)
     rejected: List[_Run] = []      # runs whose endmembers the judge found poor
-    if judge is not None and len(given_up) < params.restarts:
+    judged = judge is not None and len(given_up) < params.restarts
+    if judged:
         why = judge(_kept_outputs(run, x, valid)[1])
         if why:
             rejected.append(run)
@@ -311,9 +312,17 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
             if again:
                 monitor.info(f"after the restart too, {again}")
                 rejected.append(run)
-    # the lowest loss among the runs the judge did not reject (among all when it rejected every one)
-    pool = [r for r in [run, *given_up] if all(r is not q for q in rejected)] or [run, *given_up]
-    kept = min(pool, key=lambda r: r.best_loss)
+    # the lowest-loss run the judge accepts (the lowest of all when it accepts none); a run given up for a
+    # stall was never judged, and is judged before it is kept in place of one that was
+    kept = None
+    for candidate in sorted([run, *given_up], key=lambda r: r.best_loss):
+        if any(candidate is q for q in rejected):
+            continue
+        if not judged or candidate is run or not judge(_kept_outputs(candidate, x, valid)[1]):
+            kept = candidate
+            break
+        rejected.append(candidate)
+    kept = kept or min([run, *given_up], key=lambda r: r.best_loss)
     if kept is not run:
         run = kept
         monitor.info(f"a run given up earlier reached the lowest loss ({run.best_loss:.5f}): keeping it")

@@ -314,6 +314,22 @@ def test_when_every_run_is_judged_poor_the_lowest_loss_is_kept(tiny, monkeypatch
     assert any("a run given up earlier reached the lowest loss (0.30000): keeping it" in m for m in infos)
 
 
+def test_a_run_given_up_for_a_stall_is_judged_before_it_is_kept(tiny, monkeypatch):
+    """A stalled run was never judged: it is not kept in place of judged runs unless the judge accepts it
+    (here it rejects every run, so the lowest loss of all is kept, not the stalled run's)."""
+    falling = [[start - 0.005 * i for i in range(20)] for start in (0.2, 0.3)]
+    _scripted_losses(monkeypatch, [[0.5, 0.3] + [0.9] * 40, *falling])
+    calls = []
+    out = _train(tiny, epochs=20, patience=4, restarts=2, judge=lambda E: calls.append(1) or "poor")
+    assert out.restart_reasons == ["stalled", "poor fit"] and len(calls) == 3
+    assert out.loss == pytest.approx(0.105)
+    monkeypatch.undo()
+    _scripted_losses(monkeypatch, [[0.5, 0.05] + [0.9] * 40, *falling])
+    verdicts = iter(["poor", "poor", None])               # the stalled run, judged last, is accepted
+    out = _train(tiny, epochs=20, patience=4, restarts=2, judge=lambda E: next(verdicts))
+    assert out.loss == pytest.approx(0.05)
+
+
 def test_no_judging_without_restarts_or_with_none_left(tiny, monkeypatch):
     calls = []
     _train(tiny, epochs=4, restarts=0, judge=lambda E: calls.append(1) or "poor")
