@@ -117,6 +117,24 @@ def shortfall(network_angle: float, pixel_angle: float, network_tail: float, pix
     return ""
 
 
+def seen_shortfall(seen: "ImagePixels", endmembers: np.ndarray) -> Optional[str]:
+    """Why ``endmembers`` (L x P) call for a fresh start on the pixels as the training saw them: ``seen`` is
+    :class:`ImagePixels` of the denoised pixels (the training's target), and the endmembers explain those
+    worse than the extreme pixels picked there (a larger mean reconstruction angle); None otherwise.
+
+    The noise that sets both angles on the pixels as read is mostly gone there, so a material the network
+    merged with another, which the pixels as read hide, shows (docs/METHOD.md, "Stuck training and
+    restarts"). Only a reason to train again: taking pixels stays the decision of the pixels as read."""
+    if seen.pixels is None:
+        return None
+    angle = seen.fit(endmembers)[0]
+    if angle > seen.angle:
+        return (f"on the denoised pixels the training saw, the endmembers explain the image worse than its own "
+                f"extreme pixels ({seen.picker}) there: mean reconstruction angle {angle:.3g} rad against "
+                f"{seen.angle:.3g} rad")
+    return None
+
+
 def fit_residuals(Y: np.ndarray, E: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Per pixel of ``Y`` (L x n): the angle (rad) to its non-negative fit on ``E`` (L x P) and the
     fit's residual norm ``||y - E c||``."""

@@ -17,7 +17,7 @@ import torch
 
 from ..method.brightness import BRIGHTNESS_NOTE, brightness_spread, fit_brightness
 from ..method.endmember_count import CountEstimate, count_source
-from ..method.pixel_simplex import ImagePixels, SimplexCheck, check_pixel_simplex
+from ..method.pixel_simplex import ImagePixels, SimplexCheck, check_pixel_simplex, seen_shortfall
 from ..method.signal_subspace import SignalSubspace, signal_subspace
 from ..method.train import TrainOutcome, train_with_cpu_fallback
 from .config import DFFNParams
@@ -138,8 +138,14 @@ def drive(strategy: Strategy, scene, params: DFFNParams, monitor: Optional[Monit
 
         judge = None
         if reference is not None and params.restarts > 0:
+            # the same comparison on the denoised pixels the training sees, where noise hides less
+            seen = None if batch.target is None else ImagePixels.of(batch.target, params.n_endmembers, params.seed)
+
             def judge(endmembers: np.ndarray) -> Optional[str]:
-                return simplex_check(endmembers).poorer_fit()
+                check = simplex_check(endmembers)
+                if check.reason == "exact simplex" or seen is None:
+                    return check.poorer_fit()
+                return check.poorer_fit() or seen_shortfall(seen, endmembers)
         outcome, params = train_with_cpu_fallback(batch.image, target, batch.valid_index, params,
                                                   monitor.sub(strategy.fusion_share, strategy.training_share),
                                                   context.hardware, judge)

@@ -6,7 +6,8 @@ from dffn_qgis.core.eval import synthetic
 from dffn_qgis.core.eval.metrics import sad_matrix
 from dffn_qgis.core.io.scene import Scene
 from dffn_qgis.core.method.pixel_simplex import (TAIL_RATIO, ImagePixels, SimplexCheck, check_pixel_simplex,
-                                                 fit_measures, shortfall)
+                                                 fit_measures, seen_shortfall, shortfall)
+from dffn_qgis.core.method.signal_subspace import signal_subspace
 from dffn_qgis.core.run.config import params_for
 from dffn_qgis.core.run.pipeline import unmix_scene
 
@@ -185,6 +186,21 @@ def test_the_pixels_taken_are_their_denoised_spectra():
     assert check.use_pixels and np.array_equal(check.endmembers, denoised.endmembers)
 
 
+def test_two_materials_merged_show_more_clearly_on_the_denoised_pixels():
+    """What the training saw (the pixels on their signal subspace) holds far less noise than the pixels as
+    read: endmembers that merge two materials fit it worse than its extreme pixels do, the truth does not."""
+    s, Y = pixels(snr_db=25)
+    seen = ImagePixels.of(signal_subspace(Y, 4).project(Y), 4, seed=1)
+    assert seen_shortfall(seen, s.endmembers) is None
+    merged = s.endmembers.copy()
+    merged[:, 0] = 0.5 * (merged[:, 0] + merged[:, 1])
+    why = seen_shortfall(seen, merged)
+    assert why is not None and "denoised" in why and f"{seen.angle:.3g} rad" in why
+    as_read = ImagePixels.of(Y, 4, seed=1)
+    assert seen.fit(merged)[0] / seen.angle > 1.5 > 1.0 > as_read.fit(merged)[0] / as_read.angle
+    assert seen_shortfall(ImagePixels.of(Y[:, :2], 4), merged) is None       # no pixels to compare with
+
+
 def test_either_measure_makes_a_poorer_fit():
     def check(network_angle, pixel_angle, network_tail, pixel_tail):
         return SimplexCheck(np.eye(3), False, network_angle, pixel_angle, 0.25, "N-FINDR", "", network_tail,
@@ -230,6 +246,30 @@ def test_a_run_whose_endmembers_fit_worse_than_the_pixels_is_restarted(monkeypat
     assert len(calls) == 2 and none is not None                            # no restarts: never judged
 
 
+def test_a_run_that_fits_the_denoised_pixels_worse_is_restarted(monkeypatch):
+    """Wiring: when the run denoises, the judge also compares on the pixels the training saw; a shortfall
+    there costs one fresh start, recorded with its words. Without denoising that comparison is not made."""
+    from dffn_qgis.core.run import driver
+    s, _ = pixels(snr_db=30)
+    scene = Scene(data=s.cube, valid=np.ones(s.cube.shape[1:], bool))
+    seen = []
+
+    def scripted(reference, endmembers):
+        seen.append(reference.sample.shape)
+        return "scripted denoised shortfall" if len(seen) == 1 else None
+
+    monkeypatch.setattr(driver, "seen_shortfall", scripted)
+    monkeypatch.setattr(SimplexCheck, "poorer_fit", lambda self: None)
+    params = params_for("fast", n_endmembers=4, epochs=4, patience=0, device="cpu", threads=1)
+    result = unmix_scene(scene, params)
+    assert result.record["denoise"]["components"] < s.cube.shape[0] and len(seen) == 2
+    assert result.record["restart_reasons"] == ["poor fit"]
+    assert result.record["restart_notes"] == ["scripted denoised shortfall"]
+    plain = unmix_scene(scene, params_for("fast", n_endmembers=4, epochs=4, patience=0, device="cpu", threads=1,
+                                          denoise="off"))
+    assert len(seen) == 2 and plain.record["restarts"] == 0
+
+
 def test_the_run_kept_is_compared_with_the_pixels_once(monkeypatch):
     """The judge's verdict on the run kept and the final choice read one comparison (one NNLS fit)."""
     s, _ = pixels(snr_db=30)
@@ -241,7 +281,7 @@ def test_the_run_kept_is_compared_with_the_pixels_once(monkeypatch):
         return 0.0, 0.0                              # the network's endmembers fit perfectly: accepted
 
     monkeypatch.setattr(ImagePixels, "fit", fit)
-    params = params_for("fast", n_endmembers=4, epochs=4, patience=0, device="cpu", threads=1)
+    params = params_for("fast", n_endmembers=4, epochs=4, patience=0, device="cpu", threads=1, denoise="off")
     result = unmix_scene(scene, params)
     assert fitted == [(s.cube.shape[0], 4)]
     assert result.record["restarts"] == 0 and result.record["pixel_simplex"]["endmembers_from"] == "network"
