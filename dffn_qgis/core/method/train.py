@@ -312,17 +312,19 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
             if again:
                 monitor.info(f"after the restart too, {again}")
                 rejected.append(run)
-    # the lowest-loss run the judge accepts (the lowest of all when it accepts none); a run given up for a
-    # stall was never judged, and is judged before it is kept in place of one that was
-    kept = None
-    for candidate in sorted([run, *given_up], key=lambda r: r.best_loss):
-        if any(candidate is q for q in rejected):
-            continue
-        if not judged or candidate is run or not judge(_kept_outputs(candidate, x, valid)[1]):
-            kept = candidate
+    # among the runs that trained to their end (the last one and any given up for a poor fit), the lowest-loss
+    # one the judge accepts, or the lowest-loss one when it accepts none; then a run given up for a stall
+    # only if its loss is lower still and the judge (when it judges) accepts it: a start stalled at a high
+    # loss is never kept because it was not judged, or because the pixels would replace it anyway
+    finished = [run] + [r for r, why in zip(given_up, reasons) if why == "poor fit"]
+    accepted = [r for r in finished if all(r is not q for q in rejected)]
+    kept = min(accepted or finished, key=lambda r: r.best_loss)
+    for stalled in sorted((r for r, why in zip(given_up, reasons) if why == "stalled"), key=lambda r: r.best_loss):
+        if stalled.best_loss >= kept.best_loss:
             break
-        rejected.append(candidate)
-    kept = kept or min([run, *given_up], key=lambda r: r.best_loss)
+        if not judged or not judge(_kept_outputs(stalled, x, valid)[1]):
+            kept = stalled
+            break
     if kept is not run:
         run = kept
         monitor.info(f"a run given up earlier reached the lowest loss ({run.best_loss:.5f}): keeping it")
