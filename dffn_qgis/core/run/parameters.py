@@ -135,9 +135,9 @@ SCHEMA: Tuple[Parameter, ...] = (
     Parameter("restarts", int, "Restarts when stuck",
               "fresh starts allowed when training gets stuck (the loss stops improving in the first half of "
               "the epochs, or the endmembers explain the image worse than its own extreme pixels do, on "
-              "average or for a part of it a material left out would leave: at most one such restart, and if "
-              "they still do, the pixels are the endmembers, or fill in what was left out); the run with the "
-              "lowest loss is kept", 0, 100),
+              "average or for a part of it a material left out would leave, as read or as denoised for the "
+              "training: at most one such restart, and if they still do as read, the pixels are the endmembers, "
+              "or fill in what was left out); the lowest-loss run the check accepts is kept", 0, 100),
     Parameter("min_delta", float, "Minimum relative improvement",
               "relative loss improvement that counts as one for the patience rule", 0.0, 1.0),
     Parameter("precision", str, "Training precision",
