@@ -192,7 +192,9 @@ def train(image: np.ndarray, Y: np.ndarray, valid_index: Optional[np.ndarray], p
 
     ``judge``: asked once about the endmembers of the run that finished; when it gives a reason and a
     restart is left (``params.restarts``), that run is given up for a fresh one (docs/METHOD.md,
-    "Stuck training and restarts"), and the lowest-loss run of all is kept as always.
+    "Stuck training and restarts"). The run kept: among those that trained to their end, the lowest-loss
+    one the judge accepts (the lowest-loss one when it accepts none); a start given up for a stall only
+    with a lower loss still and, when the judge judged, its consent.
 
     ``valid_index`` holds the flat indices (image, row, column order) of the valid pixels, or None
     when all are. ``hardware``: the device and precision the run resolved (resolved here when not
