@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 
 from bench_scenes import RUNS, method_key  # noqa: E402
 from benchmarks import scenes  # noqa: E402
-from dffn_qgis.core.eval.metrics import match_hungarian, sad_matrix  # noqa: E402
+from dffn_qgis.core.eval.metrics import matched_sad  # noqa: E402
 from dffn_qgis.core.method.abundance_lsq import fit_angles, nnls  # noqa: E402
 from dffn_qgis.core.method.pixel_simplex import TAIL, TAIL_RATIO, ImagePixels, fit_residuals  # noqa: E402
 from dffn_qgis.core.method.signal_subspace import signal_subspace  # noqa: E402
@@ -57,12 +57,6 @@ def vertex_margins(E: np.ndarray) -> np.ndarray:
         others = np.delete(E, i, axis=1)
         margins.append(fit_angles(E[:, [i]], others @ nnls(E[:, [i]], others))[0])
     return np.array(margins)
-
-
-def one_to_one_mean(sad: np.ndarray) -> float:
-    """The mean SAD (rad) of the one-to-one matching of a SAD matrix (estimates x truths)."""
-    matched = match_hungarian(sad)
-    return float(np.mean([sad[i, j] for i, j in enumerate(matched) if j >= 0]))
 
 
 def line(label: str, reference: ImagePixels, E: np.ndarray, truth=None) -> str:
@@ -98,11 +92,11 @@ def cached_runs(names, seeds, denoised: bool = False) -> None:
             reference = ImagePixels.of(Y, E.shape[1], seed)
             worst = max(rec["sad_rad"])
             margin = vertex_margins(E).min() / vertex_margins(reference.pixels).min()
-            pixel_sad = sad_matrix(np.maximum(reference.pixels, 0.0), bench.endmembers)
+            pixel_sad = np.nanmean(matched_sad(np.maximum(reference.pixels, 0.0), bench.endmembers))
             print(line(f"{name} seed {seed} (mean SAD {rec['mean_sad_rad']:.4f}, worst material {worst:.3f} rad, "
                        f"final loss {rec['final_loss']:.4f})", reference, E, bench.endmembers)
                   + f"; smallest vertex margin {margin:.2f} times the pixels'; the pixels themselves: mean SAD "
-                    f"{one_to_one_mean(pixel_sad):.4f} rad from the truth", flush=True)
+                    f"{pixel_sad:.4f} rad from the truth", flush=True)
 
 
 def read_csv(path: Path):

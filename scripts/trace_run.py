@@ -22,17 +22,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks import scenes  # noqa: E402
-from dffn_qgis.core.eval.metrics import evaluate, match_hungarian, sad_matrix  # noqa: E402
+from dffn_qgis.core.eval.metrics import evaluate, matched_sad  # noqa: E402
 from dffn_qgis.core.method import model as model_module, train as train_module  # noqa: E402
 from dffn_qgis.core.run.config import params_for  # noqa: E402
 from dffn_qgis.core.run.pipeline import unmix_scene  # noqa: E402
-
-
-def matched_angles(E: np.ndarray, M: np.ndarray) -> np.ndarray:
-    """Angles (rad) between each column of ``M`` (in its order) and the column of ``E`` matched to it
-    one to one (the evaluation's Hungarian matching)."""
-    angles = sad_matrix(E, M).T                       # truths x estimates
-    return angles[np.arange(angles.shape[0]), match_hungarian(angles)]
 
 
 def main():
@@ -67,7 +60,7 @@ def main():
         loss = epoch(self, *a, **k)
         n = len(self.history)
         if n == 1 or n % args.every == 0:
-            angles = matched_angles(latest["E"], truth)
+            angles = matched_sad(latest["E"], truth)
             row = [runs.setdefault(id(self), len(runs)), n, loss, float(angles.mean()), [float(v) for v in angles],
                    latest["norms"]]
             trace.append(row)

@@ -75,6 +75,14 @@ def match_hungarian(cost: np.ndarray) -> np.ndarray:
     return perm
 
 
+def matched_sad(E_est: np.ndarray, E_true: np.ndarray) -> np.ndarray:
+    """Angles (rad) between each true endmember (column of ``E_true``, in its order) and the estimate
+    matched to it one to one (the Hungarian matching of :func:`evaluate`); NaN for a truth left unmatched."""
+    angles = sad_matrix(E_est, E_true).T                   # truths x estimates
+    matched = match_hungarian(angles)
+    return np.array([angles[j, i] if i >= 0 else np.nan for j, i in enumerate(matched)])
+
+
 def match_reference(cost: np.ndarray) -> np.ndarray:
     """The reference code's matching: each row takes its cheapest column, independently."""
     return np.argmin(np.asarray(cost, dtype=np.float64), axis=1)

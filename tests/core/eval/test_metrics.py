@@ -9,7 +9,7 @@ import pytest
 from osgeo import gdal
 
 from dffn_qgis.core.errors import InputError
-from dffn_qgis.core.eval.metrics import (evaluate, evaluate_output_dir, format_report, match_hungarian,
+from dffn_qgis.core.eval.metrics import (evaluate, evaluate_output_dir, format_report, match_hungarian, matched_sad,
                                     match_reference, rmse_matrix, sad_matrix)
 from dffn_qgis.core.io.outputs import OutputPlan, write_outputs
 from dffn_qgis.core.run.result import UnmixResult
@@ -273,3 +273,15 @@ def test_output_dir_against_synthetic_truth_files(tmp_path):
     assert d["mean_sad_rad"] == pytest.approx(0, abs=1e-4)
     assert d["mean_rmse"] == pytest.approx(0, abs=1e-6)
     assert d["true_names"] == syn.names
+
+
+def test_matched_sad_gives_each_truth_the_angle_of_its_one_to_one_match():
+    rng = np.random.default_rng(4)
+    truth = rng.random((20, 3)) + 0.1
+    estimates = truth[:, [2, 0, 1]] + 0.01 * rng.random((20, 3))         # shuffled, a little off
+    angles = matched_sad(estimates, truth)
+    report = evaluate(estimates, np.full((3, 5), 1 / 3), truth, np.full((3, 5), 1 / 3))["one_to_one"]
+    assert angles.shape == (3,) and (angles < 0.05).all()
+    assert sorted(angles) == pytest.approx(sorted(report["sad_rad"]))
+    fewer = matched_sad(estimates[:, :2], truth)                          # one truth left unmatched
+    assert np.isnan(fewer).sum() == 1 and np.nanmax(fewer) < 0.05
