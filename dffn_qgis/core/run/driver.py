@@ -143,9 +143,10 @@ def drive(strategy: Strategy, scene, params: DFFNParams, monitor: Optional[Monit
 
             def judge(endmembers: np.ndarray) -> Optional[str]:
                 check = simplex_check(endmembers)
-                if check.reason == "exact simplex" or seen is None:
-                    return check.poorer_fit()
-                return check.poorer_fit() or seen_shortfall(seen, endmembers)
+                why = check.poorer_fit()
+                if why or seen is None or check.reason == "exact simplex":
+                    return why
+                return seen_shortfall(seen, endmembers)
         outcome, params = train_with_cpu_fallback(batch.image, target, batch.valid_index, params,
                                                   monitor.sub(strategy.fusion_share, strategy.training_share),
                                                   context.hardware, judge)
